@@ -1,0 +1,153 @@
+"""Errors a DAG author can catch, each saying what went wrong and what to do next.
+
+Every error carries the Midjourney ``code`` (when the server sent one), the HTTP status, the
+server's own description and, where known, the Midjourney task id. Errors that retrying cannot
+fix (bad input, banned prompt, bad key, a failed job) derive from Airflow's
+``AirflowFailException`` so Airflow fails the task at once instead of spending retries on them;
+the rest derive from ``AirflowException`` and are retried by Airflow's normal ``retries``.
+
+No message ever contains the API key: the hook builds messages from the request path, never
+from headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:  # Airflow 3 task SDK
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # pragma: no cover - older layouts
+    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+
+
+def _shorten(text: str | None, limit: int = 80) -> str:
+    if not text:
+        return ""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+class MidjourneyError(AirflowException):
+    """Base class of every error this provider raises."""
+
+    #: Whether retrying the same call later can succeed.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        description: str | None = None,
+        mj_task_id: str | None = None,
+        prompt: str | None = None,
+        properties: dict[str, Any] | None = None,
+    ) -> None:
+        self.code = code
+        self.http_status = http_status
+        self.description = description or ""
+        self.mj_task_id = mj_task_id
+        self.prompt = prompt
+        self.properties = properties or {}
+        details = []
+        if mj_task_id:
+            details.append(f"mj_task_id={mj_task_id}")
+        if prompt:
+            details.append(f"prompt={_shorten(prompt)!r}")
+        if code is not None:
+            details.append(f"code={code}")
+        if http_status is not None:
+            details.append(f"http_status={http_status}")
+        if description and description not in message:
+            details.append(f"server said: {_shorten(description, 300)!r}")
+        full = message + (f" [{', '.join(details)}]" if details else "")
+        super().__init__(full)
+
+
+class MidjourneyFatalError(MidjourneyError, AirflowFailException):
+    """An error that retrying will not fix; Airflow fails the task without using retries."""
+
+
+class MidjourneyValidationError(MidjourneyFatalError, ValueError):
+    """Bad input: found locally before any request, or the server answered code 4."""
+
+
+class MidjourneyButtonNotFoundError(MidjourneyValidationError):
+    """The parent task has no button with that label or customId. ``available`` lists those it has."""
+
+    def __init__(self, message: str, *, available: list[str] | None = None, **kwargs: Any) -> None:
+        self.available = list(available or [])
+        super().__init__(message, **kwargs)
+
+
+class MidjourneyBannedPromptError(MidjourneyFatalError):
+    """Code 24: the prompt contains a banned word (``banned_word``). Rephrase the prompt."""
+
+    def __init__(self, message: str, *, banned_word: str | None = None, **kwargs: Any) -> None:
+        self.banned_word = banned_word
+        super().__init__(message, **kwargs)
+
+
+class MidjourneyAuthError(MidjourneyFatalError):
+    """HTTP 401/403: the API key is missing, wrong, or has no access (or no quota)."""
+
+
+class MidjourneyNotFoundError(MidjourneyFatalError):
+    """Code 3 / HTTP 404: the task (or a parent task) does not exist on this server."""
+
+
+class MidjourneyTaskFailedError(MidjourneyFatalError):
+    """The Midjourney job ended in FAILURE (or CANCEL); ``fail_reason`` says why."""
+
+    def __init__(self, message: str, *, fail_reason: str | None = None, **kwargs: Any) -> None:
+        self.fail_reason = fail_reason or ""
+        super().__init__(message, **kwargs)
+
+
+class MidjourneyModalRequiredError(MidjourneyFatalError):
+    """Code 21: the action needs ``/submit/modal`` input (a prompt and/or a mask) that was not given."""
+
+
+class MidjourneyConfigurationError(MidjourneyFatalError):
+    """The Airflow connection is missing or malformed (base URL, auth style, speed mode...)."""
+
+
+class MidjourneySubmitUncertainError(MidjourneyFatalError):
+    """The submit request was sent but its reply was lost: the job may have been accepted.
+
+    Retrying blindly could pay for the same job twice, so this is never retried automatically.
+    Look for the job (its ``state`` tag helps) before submitting again.
+    """
+
+
+class MidjourneyQueueFullError(MidjourneyError):
+    """Code 23 (or 9): the account's queue is full. Retry later or lower concurrency (a pool)."""
+
+    retryable = True
+
+
+class MidjourneyRateLimitError(MidjourneyError):
+    """HTTP 429: too many requests. ``retry_after`` is the server's hint in seconds, if any."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class MidjourneyServerError(MidjourneyError):
+    """HTTP 5xx, code 9, or a reply that is not the JSON the protocol promises."""
+
+    retryable = True
+
+
+class MidjourneyConnectionError(MidjourneyError):
+    """The server could not be reached (refused, reset, DNS, TLS) or did not answer in time."""
+
+    retryable = True
+
+
+class MidjourneyTimeoutError(MidjourneyError):
+    """The deadline for the Midjourney job passed before it finished. The job may still run."""
