@@ -70,9 +70,14 @@ def run_dag(airflow_db):
     registered first, exactly as the DAG processor would store it. Deferred tasks run their
     triggers in-process, on a real event loop.
     """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
     from airflow.utils.session import create_session
+
+    # `airflow db migrate` does not create the "dags-folder" bundle row that DAG rows reference
+    # (a foreign key): register the configured bundles first, as the DAG processor would.
+    DagBundlesManager().sync_bundles_to_db()
 
     def _run(dag, **kwargs):
         with create_session() as session:

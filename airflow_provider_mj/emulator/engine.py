@@ -1,0 +1,695 @@
+"""The emulator's core: task store, clock, queueing and life cycle. Pure Python, no HTTP.
+
+Nothing runs in the background. A job's whole schedule (when it starts, when it finishes or fails)
+is decided when it is accepted; its status, progress and times are computed from the clock each
+time the task is read. Thousands of tasks therefore cost a dict entry each and no CPU.
+
+Queueing: the account has ``concurrency`` slots, kept as a heap of the times they become free.
+An accepted job starts at ``max(now, earliest free slot)``; if that is in the future the job is
+queued (code 22, status NOT_START until then). ``queue_limit`` bounds the number of jobs waiting.
+
+Dialect differences (error shapes, 22/21 rewriting, relays' trimmed properties) are the app's
+business, except :meth:`Engine.task_json`, which renders a task either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import heapq
+import itertools
+import json
+import math
+import random
+import re
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from airflow_provider_mj.models import buttons_for_action, parse_custom_id
+
+from . import images
+from .settings import EmulatorSettings
+
+KEYCAPS = tuple(f"{n}\ufe0f\u20e3" for n in range(1, 10))
+BOT_TYPES = ("MID_JOURNEY", "NIJI_JOURNEY")
+DIMENSIONS = {"PORTRAIT": (2, 3), "SQUARE": (1, 1), "LANDSCAPE": (3, 2)}
+MAX_STATE_KEYS = 10_000
+
+_DATA_URL = re.compile(r"^data:(?P<mime>image/[\w.+-]+);base64,(?P<data>[A-Za-z0-9+/=\s]+)$", re.S)
+_AR = re.compile(r"--(?:ar|aspect)\s+(\d{1,3})\s*:\s*(\d{1,3})", re.I)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcomes of a submit.
+# ---------------------------------------------------------------------------------------------
+
+
+class SubmitError(Exception):
+    """A refused submit or read: ``code`` as in PROTOCOL.md, plus the proxy's HTTP status.
+
+    :param relay_code: what a relay puts in its ``code`` (an int, or a string like
+        ``"task_not_found"``); defaults to ``code``.
+    """
+
+    def __init__(self, code: int, description: str, *, http_status: int = 200,
+                 relay_code: int | str | None = None, properties: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.http_status = http_status
+        self.relay_code = relay_code if relay_code is not None else code
+        self.properties = properties or {}
+
+
+def invalid(description: str, relay_code: int | str | None = None) -> SubmitError:
+    return SubmitError(4, description, relay_code=relay_code)
+
+
+def not_found(what: str = "task") -> SubmitError:
+    return SubmitError(3, f"{what} not found", http_status=404, relay_code="task_not_found")
+
+
+@dataclass
+class Accepted:
+    """An accepted submit: code 1 (started), 21 (waits for modal) or 22 (queued)."""
+
+    code: int
+    task_id: str | None
+    description: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    #: The customId's button kind for actions (the relay decides 21 -> 1 from it).
+    kind_name: str | None = None
+
+
+@dataclass
+class Common:
+    """Fields every submit route accepts."""
+
+    state: str | None = None
+    notify_hook: str | None = None
+    bot_type: str | None = None
+    account_filter: Any = None
+    mode: str = "default"
+
+    def validate(self) -> None:
+        if self.state is not None and len(self.state) > 255:
+            raise invalid("state is longer than 255 characters")
+        if self.notify_hook:
+            if len(self.notify_hook) > 2000:
+                raise invalid("notifyHook is longer than 2000 characters")
+            if not _is_http_url(self.notify_hook):
+                raise invalid("notifyHook must be an http(s) URL")
+        if self.bot_type and self.bot_type not in BOT_TYPES:
+            raise invalid(f"botType must be one of {', '.join(BOT_TYPES)}")
+        if self.account_filter is not None and not isinstance(self.account_filter, dict):
+            raise invalid("accountFilter must be an object")
+
+
+# ---------------------------------------------------------------------------------------------
+# The task.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Job:
+    """One task. Its status is derived from the clock (see :meth:`Engine.status_of`)."""
+
+    id: str
+    action: str
+    prompt: str
+    common: Common
+    submit_at: float
+    message_hash: str
+    message_id: str
+    #: What the finished task shows: "grid", "single", "hd" (single, twice the size) or None.
+    image_kind: str | None = None
+    image_seed: str = ""
+    #: Size of one picture of the grid (an upscale); grids and HD upscales are twice as large.
+    cell: tuple[int, int] = (240, 240)
+    #: None while the task waits in MODAL.
+    start_at: float | None = None
+    duration: float = 0.0
+    steps: int = 3
+    fail_at: float | None = None
+    fail_reason: str = ""
+    #: For MODAL tasks: the kind pressed ("vary_region", "custom_zoom", or a remixed one).
+    modal_kind: str | None = None
+    parent_id: str | None = None
+    #: Seed material used when a MODAL task is confirmed.
+    seed_parts: tuple[str, ...] = ()
+    #: DESCRIBE/SHORTEN: the text shown once the job succeeds.
+    result_text: str = ""
+    #: DESCRIBE: the image that was described (shown at once).
+    input_image_url: str = ""
+    #: Serialised JSON of a finished task, per (dialect, base URL): it never changes.
+    cache: dict[tuple[bool, str], bytes] = field(default_factory=dict)
+
+    @property
+    def end_at(self) -> float | None:
+        if self.start_at is None:
+            return None
+        return self.fail_at if self.fail_at is not None else self.start_at + self.duration
+
+    def image_path(self, preview: bool = False) -> str:
+        """The path (under the base URL) of the task's image, "" when it has none."""
+        if not self.image_kind:
+            return ""
+        cw, ch = self.cell
+        if self.image_kind == "grid":
+            kind, size = "grid", (2 * cw, 2 * ch)
+        elif self.image_kind == "hd":
+            kind, size = "single", (2 * cw, 2 * ch)
+        else:
+            kind, size = "single", (cw, ch)
+        if preview:
+            kind += "-preview"
+        return "/images/" + images.image_name(self.image_seed, kind, *size)
+
+
+@dataclass(frozen=True)
+class View:
+    """A job as seen at one instant."""
+
+    status: str
+    progress: str
+    start_ms: int | None
+    finish_ms: int | None
+
+
+class Counters:
+    """What ``/_emulator/counters`` reports."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.submits: Counter[str] = Counter()
+        self.submits_by_state: Counter[str] = Counter()
+        self.submit_codes: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.modes: Counter[str] = Counter()
+
+    def count_submit(self, route: str, state: str | None) -> None:
+        self.submits[route] += 1
+        if state is not None:
+            # Bounded: states are client-chosen strings.
+            if state in self.submits_by_state or len(self.submits_by_state) < MAX_STATE_KEYS:
+                self.submits_by_state[state] += 1
+            else:
+                self.submits_by_state["<other>"] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine.
+# ---------------------------------------------------------------------------------------------
+
+
+class Engine:
+    """Task store, clock and queue of one emulated account.
+
+    :param settings: the emulator settings (replace them with :meth:`apply_settings`).
+    :param clock: seconds since the epoch; tests pass a fake one.
+    :param fail_job: called once per accepted job; True makes it end in FAILURE (fault injection).
+    """
+
+    def __init__(self, settings: EmulatorSettings, *, clock: Callable[[], float] = time.time,
+                 fail_job: Callable[[], bool] | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.fail_job = fail_job or (lambda: False)
+        self.counters = Counters()
+        self._ids = itertools.count(int(clock() * 1000) * 1000 % 10**16)
+        self._rng = random.Random()
+        self.reset()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every task, the queue and the counters."""
+        self.tasks: OrderedDict[str, Job] = OrderedDict()
+        self._slots: list[float] = [0.0] * self.settings.concurrency
+        self._waiting: deque[float] = deque()
+        self.counters.reset()
+
+    def apply_settings(self, settings: EmulatorSettings) -> None:
+        old = self.settings
+        self.settings = settings
+        if settings.concurrency != old.concurrency:
+            now = self.clock()
+            busy = sorted(self._slots, reverse=True)[: settings.concurrency]
+            busy += [now] * (settings.concurrency - len(busy))
+            heapq.heapify(busy)
+            self._slots = busy
+        self._prune(self.clock())
+
+    def _prune(self, now: float) -> None:
+        ttl, limit = self.settings.task_ttl_seconds, self.settings.max_tasks
+        tasks = self.tasks
+        while tasks:
+            oldest = next(iter(tasks.values()))
+            if len(tasks) > limit or now - oldest.submit_at > ttl:
+                tasks.popitem(last=False)
+            else:
+                break
+
+    def get(self, task_id: str) -> Job | None:
+        job = self.tasks.get(task_id)
+        if job is not None and self.clock() - job.submit_at > self.settings.task_ttl_seconds:
+            self._prune(self.clock())
+            return None
+        return job
+
+    def task_count(self) -> int:
+        self._prune(self.clock())
+        return len(self.tasks)
+
+    def queued_count(self) -> int:
+        now = self.clock()
+        return sum(1 for start in self._waiting if start > now)
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def status_of(self, job: Job, now: float | None = None) -> View:
+        """Status, progress and times of ``job`` at ``now``."""
+        now = self.clock() if now is None else now
+        if job.start_at is None:
+            return View("MODAL", "0%", None, None)
+        if now < job.start_at:
+            return View("NOT_START", "0%", None, None)
+        start_ms = int(job.start_at * 1000)
+        if job.fail_at is not None and now >= job.fail_at:
+            return View("FAILURE", "", start_ms, int(job.fail_at * 1000))
+        end = job.start_at + job.duration
+        if now >= end:
+            return View("SUCCESS", "100%", start_ms, int(end * 1000))
+        phases = job.steps + 1
+        phase = int((now - job.start_at) / job.duration * phases) if job.duration > 0 else phases
+        if phase <= 0:
+            return View("SUBMITTED", "0%", start_ms, None)
+        phase = min(phase, job.steps)
+        return View("IN_PROGRESS", f"{round(100 * phase / phases)}%", start_ms, None)
+
+    def _schedule(self, job: Job, now: float) -> int | None:
+        """Give ``job`` a start time; the number of jobs ahead of it if it is queued, else None."""
+        waiting = self._waiting
+        while waiting and waiting[0] <= now:
+            waiting.popleft()
+        earliest = self._slots[0]
+        ahead: int | None = None
+        if earliest > now:
+            if len(waiting) >= self.settings.queue_limit:
+                raise SubmitError(23, "queue is full, please try again later", relay_code=23)
+            ahead = len(waiting)
+            start = earliest
+        else:
+            start = now
+        job.start_at = start
+        job.duration = self.settings.job_seconds
+        job.steps = self.settings.progress_steps
+        phase = job.duration / (job.steps + 1)
+        fail_word = _find_word(job.prompt, self.settings.fail_words)
+        if fail_word is not None:
+            # Like a real parameter error: fails right after being submitted.
+            job.fail_at = start + phase
+            job.fail_reason = "[Invalid parameter] Invalid value"
+        elif self.fail_job():
+            self.counters.faults["job_failure"] += 1
+            job.fail_at = start + min(job.duration, phase * (job.steps // 2 + 1))
+            job.fail_reason = "[Emulator fault] job failure injected"
+        heapq.heapreplace(self._slots, job.end_at)
+        if ahead is not None:
+            waiting.append(start)
+        return ahead
+
+    def _new_job(self, action: str, prompt: str, common: Common, **kw: Any) -> Job:
+        return Job(id=str(next(self._ids)), action=action, prompt=prompt, common=common,
+                   submit_at=self.clock(), message_hash=str(uuid.uuid4()),
+                   message_id=str(self._rng.randrange(10**18, 10**19)), **kw)
+
+    def _admit(self, job: Job, route: str, *, modal: bool = False) -> Accepted:
+        """Queue (or park in MODAL) and store a new job; count it."""
+        now = self.clock()
+        self._prune(now)
+        ahead = None if modal else self._schedule(job, now)
+        self.tasks[job.id] = job
+        self._prune(now)
+        self.counters.count_submit(route, job.common.state)
+        return _accepted(job.id, ahead, modal)
+
+    # -- submits --------------------------------------------------------------------------------
+
+    def imagine(self, prompt: Any, base64_array: Any, common: Common) -> Accepted:
+        common.validate()
+        prompt = _require_prompt(prompt)
+        refs = [_check_data_url(item, "base64Array") for item in _as_list(base64_array, "base64Array")]
+        self._check_banned(prompt)
+        job = self._new_job("IMAGINE", prompt, common, image_kind="grid",
+                            image_seed=images.digest("imagine", prompt, *refs),
+                            cell=self._cell_for_prompt(prompt))
+        return self._admit(job, "imagine")
+
+    def blend(self, base64_array: Any, dimensions: Any, common: Common) -> Accepted:
+        common.validate()
+        items = _as_list(base64_array, "base64Array")
+        if not 2 <= len(items) <= 5:
+            raise invalid("base64Array must hold 2 to 5 images")
+        refs = [_check_data_url(item, "base64Array") for item in items]
+        dims = str(dimensions or "SQUARE").upper()
+        if dims not in DIMENSIONS:
+            raise invalid(f"dimensions must be one of {', '.join(DIMENSIONS)}")
+        cell = images.size_for_ratio(self.settings.image_size, *DIMENSIONS[dims])
+        job = self._new_job("BLEND", "", common, image_kind="grid",
+                            image_seed=images.digest("blend", dims, *refs), cell=cell)
+        return self._admit(job, "blend")
+
+    def describe(self, base64_data: Any, link: Any, common: Common, base_url: str) -> Accepted:
+        common.validate()
+        if base64_data:
+            seed = images.digest("describe", _check_data_url(base64_data, "base64"))
+            ratio = (1, 1)
+            input_url = ""
+        elif link:
+            if not isinstance(link, str) or not _is_http_url(link):
+                raise invalid("link must be an http(s) URL of an image")
+            seed, ratio = images.digest("describe-link", link), (1, 1)
+            own = images.parse_image_name(urlsplit(link).path.rsplit("/", 1)[-1])
+            if own is not None:
+                # One of our own images: describe what it shows.
+                seed, ratio = own[0], (own[2], own[3])
+            input_url = link
+        else:
+            raise invalid("base64 or link is required")
+        cell = images.size_for_ratio(self.settings.image_size, *ratio)
+        job = self._new_job("DESCRIBE", "", common, image_seed=seed, cell=cell,
+                            result_text=describe_text(seed, ratio), input_image_url=input_url)
+        if not input_url:
+            job.input_image_url = "/images/" + images.image_name(seed, "single", *cell)
+        return self._admit(job, "describe")
+
+    def shorten(self, prompt: Any, common: Common) -> Accepted:
+        common.validate()
+        prompt = _require_prompt(prompt)
+        self._check_banned(prompt)
+        job = self._new_job("SHORTEN", prompt, common, result_text=shorten_text(prompt))
+        return self._admit(job, "shorten")
+
+    def action(self, task_id: Any, custom_id: Any, common: Common, *, remix: bool) -> Accepted:
+        """Press a button of a finished task.
+
+        :param remix: the caller asked for remix and the dialect honours it: a remixable button
+            then answers 21 like the always-modal ones.
+        """
+        common.validate()
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise invalid("taskId is required")
+        if not isinstance(custom_id, str) or not custom_id.strip():
+            raise invalid("customId is required")
+        parent = self.get(task_id.strip())
+        if parent is None:
+            raise not_found("parent task")
+        if self.status_of(parent).status != "SUCCESS":
+            raise invalid("the parent task has not succeeded")
+        custom_id = custom_id.strip()
+        if custom_id not in {b.custom_id for b in buttons_for_action(parent.action, parent.message_hash)}:
+            raise invalid("customId is not a button of the parent task")
+        parsed = parse_custom_id(custom_id)
+        if parsed is None:  # the table and buttons_for_action disagree: cannot happen
+            raise invalid("unknown customId")
+        kind, n = parsed.kind, parsed.index
+        if kind.action is None:  # favorite: acknowledged, no task
+            self.counters.count_submit("action", common.state)
+            return Accepted(1, None, "Success", kind_name=kind.name)
+        if kind.name in ("describe_pick", "shorten_pick"):
+            prompts = _numbered(parent.result_text)
+            if not 1 <= n <= len(prompts):
+                raise invalid("no such prompt")
+            prompt = prompts[n - 1]
+            self._check_banned(prompt)
+            job = self._new_job("IMAGINE", prompt, common, image_kind="grid",
+                                image_seed=images.digest("imagine", prompt),
+                                cell=self._cell_for_prompt(prompt))
+            accepted = self._admit(job, "action")
+            accepted.kind_name = kind.name
+            return accepted
+
+        job = self._new_job(kind.action, parent.prompt, common, cell=parent.cell, parent_id=parent.id)
+        name = kind.name
+        if name == "upsample":
+            job.image_kind, job.image_seed = "single", images.cell_seed(parent.image_seed, n)
+        elif name.startswith("upscale_"):
+            job.image_kind = "hd"
+            job.image_seed = parent.image_seed if name == "upscale_subtle" else images.digest(parent.image_seed, name)
+        else:
+            job.image_kind = "grid"
+            job.seed_parts = (parent.image_seed, name, str(n))
+            job.image_seed = images.digest(*job.seed_parts)
+        modal = kind.always_modal or (remix and kind.remixable)
+        if modal:
+            job.modal_kind = name
+        accepted = self._admit(job, "action", modal=modal)
+        accepted.kind_name = name
+        return accepted
+
+    def modal(self, task_id: Any, prompt: Any, mask: Any, common: Common | None = None) -> Accepted:
+        """Confirm a task waiting in MODAL: it starts (or queues) like any job."""
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise invalid("taskId is required")
+        job = self.get(task_id.strip())
+        if job is None:
+            raise not_found()
+        if job.start_at is not None or job.modal_kind is None:
+            raise invalid("the task is not waiting for a modal")
+        if prompt is not None and not isinstance(prompt, str):
+            raise invalid("prompt must be a string")
+        mask_ref = ""
+        if job.modal_kind == "vary_region":
+            if not mask:
+                raise invalid("maskBase64 is required for Vary (Region)")
+            mask_ref = _check_data_url(mask, "maskBase64")
+        elif mask:
+            mask_ref = _check_data_url(mask, "maskBase64")
+        if prompt and prompt.strip():
+            self._check_banned(prompt.strip())
+            job.prompt = prompt.strip()
+            if job.action == "ZOOM":
+                job.cell = self._cell_for_prompt(job.prompt, default=job.cell)
+        job.image_seed = images.digest(*job.seed_parts, job.prompt, mask_ref)
+        now = self.clock()
+        ahead = self._schedule(job, now)  # SubmitError 23 leaves it in MODAL
+        job.modal_kind = None
+        self.counters.count_submit("modal", job.common.state)
+        return _accepted(job.id, ahead, False)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def image_seed(self, task_id: str) -> str:
+        job = self.get(task_id)
+        if job is None:
+            raise not_found()
+        status = self.status_of(job).status
+        if not job.image_kind or status == "FAILURE":
+            raise SubmitError(4, "the task has no image", http_status=400)
+        if status != "SUCCESS":
+            raise SubmitError(3, "no seed yet: the task has not finished")
+        return str(int(job.image_seed[:8], 16))
+
+    def task_dict(self, job: Job, base_url: str, relay: bool, now: float | None = None) -> dict[str, Any]:
+        """The task as ``/mj/task/{id}/fetch`` shows it, in the proxy or relay dialect."""
+        view = self.status_of(job, now)
+        status = view.status
+        empty = 0 if relay else None
+        done = status == "SUCCESS"
+        final_prompt = job.prompt
+        description = "Submit success"
+        if job.action in ("DESCRIBE", "SHORTEN"):
+            final_prompt = job.result_text if done else ""
+            if job.action == "SHORTEN" and done:
+                description = job.result_text
+        image_url = ""
+        if job.input_image_url:
+            image_url = job.input_image_url
+        elif done:
+            image_url = job.image_path()
+        elif status == "IN_PROGRESS":
+            image_url = job.image_path(preview=True)
+        if image_url.startswith("/"):
+            image_url = base_url + image_url
+        if relay:
+            properties: dict[str, Any] = {"finalPrompt": final_prompt}
+        else:
+            properties = {"finalPrompt": final_prompt, "messageHash": job.message_hash,
+                          "messageId": job.message_id, "flags": 0, "discordInstanceId": "emulator",
+                          "botType": job.common.bot_type or "MID_JOURNEY"}
+            if job.common.notify_hook:
+                properties["notifyHook"] = job.common.notify_hook
+        prompt_en = final_prompt if job.action == "DESCRIBE" else job.prompt
+        return {
+            "id": job.id, "action": job.action, "status": status, "prompt": job.prompt,
+            "promptEn": prompt_en, "description": description, "state": job.common.state,
+            "submitTime": int(job.submit_at * 1000), "startTime": view.start_ms or empty,
+            "finishTime": view.finish_ms or empty, "progress": view.progress,
+            "imageUrl": image_url or ("" if relay else None),
+            "failReason": job.fail_reason if status == "FAILURE" else ("" if relay else None),
+            "properties": properties,
+            "buttons": [b.to_api() for b in buttons_for_action(job.action, job.message_hash)] if done else [],
+        }
+
+    def task_json(self, job: Job, base_url: str, relay: bool) -> bytes:
+        """:meth:`task_dict` as JSON bytes; cached once the task is finished."""
+        key = (relay, base_url)
+        cached = job.cache.get(key)
+        if cached is not None:
+            return cached
+        now = self.clock()
+        data = dumps(self.task_dict(job, base_url, relay, now))
+        end = job.end_at
+        if end is not None and now >= end and len(job.cache) < 4:
+            job.cache[key] = data
+        return data
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _check_banned(self, prompt: str) -> None:
+        word = _find_word(prompt, self.settings.banned_words)
+        if word is not None:
+            raise SubmitError(24, f"banned prompt: {word}", relay_code=24,
+                              properties={"bannedWord": word, "promptEn": prompt})
+
+    def _cell_for_prompt(self, prompt: str, default: tuple[int, int] | None = None) -> tuple[int, int]:
+        m = _AR.search(prompt)
+        if m:
+            w, h = int(m[1]), int(m[2])
+            if w and h and 0.25 <= w / h <= 4:
+                return images.size_for_ratio(self.settings.image_size, w, h)
+        return default or images.size_for_ratio(self.settings.image_size, 1, 1)
+
+
+def _accepted(task_id: str, ahead: int | None, modal: bool) -> Accepted:
+    if modal:
+        return Accepted(21, task_id, "Waiting for window confirm")
+    if ahead is not None:
+        return Accepted(22, task_id, f"In queue, there are {ahead} tasks ahead",
+                        {"numberOfQueues": ahead})
+    return Accepted(1, task_id, "Submit success")
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+
+
+def _require_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise invalid("prompt is required", relay_code="prompt_is_required")
+    return prompt.strip()
+
+
+def _as_list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid(f"{name} must be a list of data URLs")
+    return value
+
+
+def _check_data_url(value: Any, name: str) -> str:
+    """Validate a ``data:image/...;base64,`` URL; a short digest of its bytes."""
+    if not isinstance(value, str):
+        raise invalid(f"{name} must hold data URLs")
+    m = _DATA_URL.match(value.strip())
+    if not m:
+        raise invalid(f"{name}: not a data:image/...;base64, URL")
+    try:
+        raw = base64.b64decode(re.sub(r"\s", "", m["data"]), validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"{name}: invalid base64") from None
+    if not raw:
+        raise invalid(f"{name}: empty image")
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _find_word(prompt: str, words: tuple[str, ...]) -> str | None:
+    lower = prompt.casefold()
+    for word in words:
+        if word and word.casefold() in lower:
+            return word
+    return None
+
+
+def _numbered(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        for cap in KEYCAPS:
+            if line.startswith(cap):
+                out.append(line[len(cap):].strip())
+                break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Describe and shorten texts.
+# ---------------------------------------------------------------------------------------------
+
+_SUBJECTS = ("a lighthouse on a windswept cliff", "a red fox sleeping in fresh snow",
+             "a rainy city street at night", "an old library full of floating books",
+             "a bowl of ramen on a wooden table", "a small sailboat on a calm lake",
+             "a robot tending a rooftop garden", "a mountain village at dawn",
+             "a portrait of an elderly fisherman", "a field of sunflowers under a storm")
+_STYLES = ("watercolor illustration", "35mm film photograph", "oil painting, impasto",
+           "isometric 3d render", "ukiyo-e woodblock print", "studio ghibli style",
+           "cinematic still, anamorphic lens", "charcoal sketch")
+_DETAILS = ("soft golden light", "muted pastel palette", "high contrast", "volumetric fog",
+            "intricate details", "minimalist composition", "vivid neon colors", "shallow depth of field")
+
+
+def describe_text(seed: str, ratio: tuple[int, int]) -> str:
+    """Four prompts, ``"1️⃣ ...\\n\\n2️⃣ ..."``, chosen from ``seed`` (deterministic per image)."""
+    rnd = random.Random(seed)
+    g = math.gcd(*ratio) or 1
+    ar = f"--ar {ratio[0] // g}:{ratio[1] // g}"
+    prompts = []
+    for n in range(4):
+        prompts.append(f"{KEYCAPS[n]} {rnd.choice(_SUBJECTS)}, {rnd.choice(_STYLES)}, "
+                       f"{rnd.choice(_DETAILS)} {ar}")
+    return "\n\n".join(prompts)
+
+
+_STOPWORDS = frozenset("a an the of in on at and with to for from by very is are my your its this that".split())
+
+
+def shorten_text(prompt: str) -> str:
+    """The /shorten answer: an IMPORTANT TOKENS part and five "Shortened prompts"."""
+    words = prompt.split()
+    params: list[str] = []
+    tokens: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i].startswith("--"):
+            params.append(words[i])
+            if i + 1 < len(words) and not words[i + 1].startswith("--"):
+                params.append(words[i + 1])
+                i += 1
+        else:
+            tokens.append(words[i])
+        i += 1
+    important = [t for t in tokens if t.strip(",.;:!").casefold() not in _STOPWORDS] or tokens or ["image"]
+    marked = " ".join(f"**{t}**" if t in important else f"~~{t}~~" for t in tokens)
+    suffix = (" " + " ".join(params)) if params else ""
+    lines = []
+    for n in range(5):
+        keep = max(1, round(len(important) * (5 - n) / 5))
+        lines.append(f"{KEYCAPS[n]} {' '.join(important[:keep]).strip(',')}{suffix}")
+    return "**IMPORTANT TOKENS**\n" + marked + "\n\n**Shortened prompts**\n\n" + "\n\n".join(lines)

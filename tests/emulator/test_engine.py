@@ -1,0 +1,115 @@
+"""The engine on a fake clock: life cycle, queueing, expiry, without HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_mj.emulator.engine import Common, Engine, SubmitError
+from airflow_provider_mj.emulator.settings import EmulatorSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(**kw):
+    clock = Clock()
+    return Engine(EmulatorSettings(job_seconds=10, progress_steps=3, **kw), clock=clock), clock
+
+
+def status(engine, task_id):
+    view = engine.status_of(engine.get(task_id))
+    return view.status, view.progress
+
+
+def test_life_cycle_phases_follow_the_clock():
+    engine, clock = make()
+    task_id = engine.imagine("cat", None, Common()).task_id
+    expected = [(0, ("SUBMITTED", "0%")), (2.4, ("SUBMITTED", "0%")), (2.6, ("IN_PROGRESS", "25%")),
+                (5.1, ("IN_PROGRESS", "50%")), (7.6, ("IN_PROGRESS", "75%")), (10, ("SUCCESS", "100%"))]
+    start = clock.now
+    for offset, want in expected:
+        clock.now = start + offset
+        assert status(engine, task_id) == want, offset
+    task = engine.task_dict(engine.get(task_id), "http://e", relay=False)
+    assert task["finishTime"] - task["startTime"] == 10_000
+
+
+def test_queue_starts_jobs_as_slots_free():
+    engine, clock = make(concurrency=2, queue_limit=2)
+    t0 = clock.now
+    codes = [engine.imagine(f"p{n}", None, Common()) for n in range(4)]
+    assert [a.code for a in codes] == [1, 1, 22, 22]
+    assert [a.properties.get("numberOfQueues") for a in codes[2:]] == [0, 1]
+    with pytest.raises(SubmitError) as err:
+        engine.imagine("p5", None, Common())
+    assert err.value.code == 23
+    assert status(engine, codes[2].task_id)[0] == "NOT_START"
+    clock.now = t0 + 10
+    assert status(engine, codes[0].task_id)[0] == "SUCCESS"
+    assert status(engine, codes[2].task_id)[0] == "SUBMITTED"
+    assert engine.queued_count() == 0
+    assert engine.imagine("p6", None, Common()).code == 22  # slots busy until t0 + 20
+    clock.now = t0 + 30
+    assert all(status(engine, a.task_id)[0] == "SUCCESS" for a in codes)
+
+
+def test_raising_concurrency_frees_slots_at_once():
+    engine, clock = make(concurrency=1, queue_limit=5)
+    engine.imagine("a", None, Common())
+    assert engine.imagine("b", None, Common()).code == 22
+    engine.apply_settings(engine.settings.merged(concurrency=3))
+    assert engine.imagine("c", None, Common()).code == 1
+
+
+def test_ttl_and_max_tasks_bound_the_store():
+    engine, clock = make(max_tasks=3, task_ttl_seconds=60, queue_limit=100)
+    ids = [engine.imagine(f"p{n}", None, Common()).task_id for n in range(5)]
+    assert list(engine.tasks) == ids[2:]
+    clock.now += 61
+    assert engine.get(ids[-1]) is None and engine.task_count() == 0
+
+
+def test_fail_word_fails_right_after_submission():
+    engine, clock = make()
+    task_id = engine.imagine("an emulator-fail prompt", None, Common()).task_id
+    clock.now += 2.6
+    assert status(engine, task_id) == ("FAILURE", "")
+    assert engine.get(task_id).fail_reason
+
+
+def test_injected_job_failure_is_counted():
+    clock = Clock()
+    engine = Engine(EmulatorSettings(job_seconds=10), clock=clock, fail_job=lambda: True)
+    task_id = engine.imagine("cat", None, Common()).task_id
+    clock.now += 10
+    assert status(engine, task_id)[0] == "FAILURE"
+    assert engine.counters.faults["job_failure"] == 1
+
+
+def test_zero_job_seconds_finishes_at_once():
+    engine, clock = make()
+    engine.apply_settings(engine.settings.merged(job_seconds=0))
+    assert status(engine, engine.imagine("x", None, Common()).task_id) == ("SUCCESS", "100%")
+
+
+def test_ids_are_unique_16_digit_strings_across_resets():
+    engine, _ = make()
+    first = engine.imagine("x", None, Common()).task_id
+    engine.reset()
+    second = engine.imagine("x", None, Common()).task_id
+    assert len(first) == len(second) == 16 and first != second
+
+
+def test_submits_by_state_is_bounded(monkeypatch):
+    from airflow_provider_mj.emulator import engine as module
+
+    monkeypatch.setattr(module, "MAX_STATE_KEYS", 3)
+    engine, _ = make(queue_limit=100, concurrency=100)
+    for n in range(6):
+        engine.shorten("x", Common(state=f"s{n}"))
+    assert dict(engine.counters.submits_by_state) == {"s0": 1, "s1": 1, "s2": 1, "<other>": 3}
