@@ -16,7 +16,7 @@ CONNECTION_FIELDS: dict[str, dict] = {
         "label": "Speed mode",
         "description": "fast, relax or turbo: routes go to /mj-fast, /mj-relax or /mj-turbo. "
         "Empty: plain /mj (the account default).",
-        "schema": {"type": ["string", "null"], "enum": ["fast", "relax", "turbo", None]},
+        "schema": {"type": ["string", "null"], "enum": ["fast", "relax", "turbo"]},
     },
     "timeout": {
         "label": "Request timeout (seconds)",

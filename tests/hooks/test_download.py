@@ -1,0 +1,90 @@
+"""download_image: atomic writes to a local path and to object storage, never a partial file."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from airflow_provider_mj.exceptions import MidjourneyNotFoundError, MidjourneyValidationError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def finished(hook):
+    result = hook.imagine("a red fox")
+    return hook.wait_for_task(result.mj_task_id, poll_interval=0.05, deadline=time.time() + 15)
+
+
+def _leftovers(directory):
+    return [p.name for p in directory.iterdir() if p.name.startswith(".")]
+
+
+def test_download_to_a_local_file(hook, finished, tmp_path):
+    target = tmp_path / "out" / "fox.png"
+    final = hook.download_image(finished, target)
+    assert final == str(target)
+    assert target.read_bytes().startswith(PNG_MAGIC)
+    assert _leftovers(target.parent) == []
+
+
+def test_download_into_a_directory_uses_the_url_file_name(hook, finished, tmp_path):
+    final = hook.download_image(finished.image_url, str(tmp_path) + "/")
+    assert final.startswith(str(tmp_path)) and final.endswith(".png")
+
+
+def test_download_from_a_task_dict_replaces_the_file_atomically(hook, finished, tmp_path):
+    target = tmp_path / "fox.png"
+    target.write_bytes(b"old")
+    hook.download_image(finished.to_dict(), target)
+    assert target.read_bytes().startswith(PNG_MAGIC) and _leftovers(tmp_path) == []
+
+
+def test_download_to_object_storage(hook, finished, tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    target = ObjectStoragePath(f"file://{tmp_path}/store/fox.png")
+    final = hook.download_image(finished, target)
+    assert final.endswith("/store/fox.png")
+    assert (tmp_path / "store" / "fox.png").read_bytes().startswith(PNG_MAGIC)
+    assert _leftovers(tmp_path / "store") == []
+
+
+def test_download_to_an_object_storage_url_string(hook, finished, tmp_path):
+    final = hook.download_image(finished, f"file://{tmp_path}/fox2.png")
+    assert (tmp_path / "fox2.png").exists() and final.endswith("fox2.png")
+
+
+def test_a_failed_download_leaves_no_file(hook, emu, tmp_path):
+    target = tmp_path / "missing.png"
+    with pytest.raises(MidjourneyNotFoundError):
+        hook.download_image(emu.base_url + "/images/nope.png", target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_task_without_image_is_refused(hook, tmp_path):
+    with pytest.raises(MidjourneyValidationError, match="no imageUrl"):
+        hook.download_image({"id": "1", "status": "IN_PROGRESS"}, tmp_path / "x.png")
+
+
+def test_an_html_page_is_not_saved_as_an_image(canned, make_hook, tmp_path):
+    from airflow_provider_mj.exceptions import MidjourneyServerError
+
+    server = canned()
+    server.reply(200, "<html>login</html>", {"Content-Type": "text/html"})
+    hook = make_hook(server.base_url, max_retries=0)
+    with pytest.raises(MidjourneyServerError):
+        hook.download_image(server.base_url + "/img.png", tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_key_is_sent_only_to_the_api_origin(canned, make_hook, tmp_path):
+    api, cdn = canned(), canned()
+    cdn.reply(200, PNG_MAGIC + b"\x00" * 16, {"Content-Type": "image/png"})
+    api.reply(200, PNG_MAGIC + b"\x00" * 16, {"Content-Type": "image/png"})
+    hook = make_hook(api.base_url, "sk-origin-check")
+    hook.download_image(cdn.base_url + "/a.png", tmp_path / "a.png")
+    hook.download_image("/images/b.png", tmp_path / "b.png")  # relative: on the API server
+    assert "Authorization" not in cdn.requests[0]["headers"]
+    assert api.requests[0]["headers"].get("Authorization") == "Bearer sk-origin-check"

@@ -1,0 +1,131 @@
+"""The retry policy: reads retried on 429/5xx/drops; submits only when the job cannot have been taken."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from airflow_provider_mj.exceptions import (
+    MidjourneyConnectionError,
+    MidjourneyRateLimitError,
+    MidjourneyServerError,
+    MidjourneySubmitUncertainError,
+)
+from tests.hooks.conftest import SECRET_KEY
+
+
+def _submits(emulator) -> int:
+    return emulator.counters()["submits"]["imagine"]
+
+
+def _requests(emulator, route: str) -> int:
+    return emulator.counters()["requests"].get(route, 0)
+
+
+def test_submit_is_not_retried_after_a_lost_reply(hook, emu):
+    emu.configure(faults={"lost_reply": 1.0})
+    with pytest.raises(MidjourneySubmitUncertainError, match="state") as info:
+        hook.imagine("a red fox", state="run-42")
+    assert info.value.prompt == "a red fox"
+    counters = emu.counters()
+    assert counters["submits"]["imagine"] == 1 and counters["requests"]["submit/imagine"] == 1
+    assert counters["submits_by_state"] == {"run-42": 1}
+
+
+def test_submit_is_not_retried_after_a_dropped_connection(hook, emu):
+    emu.configure(faults={"drop": 1.0})
+    with pytest.raises(MidjourneySubmitUncertainError):
+        hook.imagine("a red fox")
+    assert _requests(emu, "submit/imagine") == 1
+
+
+def test_submit_is_not_retried_after_a_malformed_2xx_reply(hook, emu):
+    emu.configure(faults={"malformed": 1.0})
+    with pytest.raises(MidjourneySubmitUncertainError, match="not JSON"):
+        hook.imagine("a red fox")
+    assert _requests(emu, "submit/imagine") == 1
+
+
+def test_submit_is_retried_after_rate_limits(hook, emu):
+    emu.configure(faults={"rate_limit": 0.5, "seed": 3})
+    for i in range(4):
+        assert hook.imagine(f"fox {i}").mj_task_id
+    counters = emu.counters()
+    assert counters["faults"].get("rate_limit", 0) > 0
+    assert counters["submits"]["imagine"] == 4  # every job exactly once
+
+
+def test_submit_gives_up_after_max_retries_of_429(emu, make_hook):
+    hook = make_hook(emu.base_url, SECRET_KEY, max_retries=2)
+    emu.configure(faults={"rate_limit": 1.0})
+    with pytest.raises(MidjourneyRateLimitError) as info:
+        hook.imagine("a red fox")
+    assert info.value.retry_after == 1
+    assert _requests(emu, "submit/imagine") == 3 and _submits(emu) == 0
+
+
+def test_submit_after_server_error_depends_on_the_status(hook, emu, dialect):
+    # proxy dialect: HTTP 500 (may have run) -> uncertain, once; relay: 503 (not taken) -> retried.
+    emu.configure(faults={"server_error": 1.0})
+    if dialect == "proxy":
+        with pytest.raises(MidjourneySubmitUncertainError):
+            hook.imagine("a red fox")
+        assert _requests(emu, "submit/imagine") == 1
+    else:
+        with pytest.raises(MidjourneyServerError):
+            hook.imagine("a red fox")
+        assert _requests(emu, "submit/imagine") == 6  # 1 + max_retries (5)
+    assert _submits(emu) == 0
+
+
+def test_submit_is_retried_when_it_could_not_connect(make_hook):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hook = make_hook(f"http://127.0.0.1:{port}", SECRET_KEY, max_retries=3)
+    waits: list[float] = []
+    hook._sleep = waits.append
+    with pytest.raises(MidjourneyConnectionError):
+        hook.imagine("a red fox")
+    assert len(waits) == 3
+
+
+@pytest.mark.parametrize("fault", ["server_error", "drop", "malformed", "rate_limit"])
+def test_reads_are_retried(emu, make_hook, fault):
+    hook = make_hook(emu.base_url, SECRET_KEY, max_retries=15, retry_max_wait=0.05)
+    task_id = hook.imagine("a red fox").mj_task_id
+    emu.configure(faults={fault: 0.4, "seed": 11})
+    for _ in range(10):
+        assert hook.fetch_task(task_id).id == task_id
+    assert emu.counters()["faults"].get(fault, 0) > 0
+
+
+def test_backoff_is_exponential_with_jitter_and_capped(emu, make_hook):
+    hook = make_hook(emu.base_url, SECRET_KEY, max_retries=5, retry_min_wait=0.01, retry_max_wait=0.04)
+    emu.configure(faults={"server_error": 1.0})
+    waits: list[float] = []
+    hook._sleep = waits.append
+    with pytest.raises(MidjourneyServerError):
+        hook.fetch_task("1")
+    assert len(waits) == 5
+    assert all(0 <= w <= 0.04 for w in waits)
+    assert max(waits[2:]) > min(waits[:1])
+
+
+def test_retry_after_is_honoured_up_to_retry_max_wait(emu, make_hook):
+    hook = make_hook(emu.base_url, SECRET_KEY, max_retries=2, retry_min_wait=0.001, retry_max_wait=0.75)
+    emu.configure(faults={"rate_limit": 1.0, "retry_after": 1})
+    waits: list[float] = []
+    hook._sleep = waits.append
+    with pytest.raises(MidjourneyRateLimitError):
+        hook.fetch_task("1")
+    assert waits == [0.75, 0.75]
+
+
+def test_retries_are_logged(hook, emu, capsys, caplog):
+    emu.configure(faults={"server_error": 0.5, "seed": 1})
+    for _ in range(4):
+        hook.list_tasks(["1"])
+    out = capsys.readouterr().out + caplog.text
+    assert "retry 1 of 5" in out
