@@ -1,0 +1,42 @@
+"""The "Midjourney image" button on a task instance in the Airflow UI.
+
+How the URL gets to the UI in Airflow 3: the API server never runs provider code for links; it
+reads the XCom ``_link_MidjourneyImageLink`` of the task instance. The worker writes that XCom at
+the end of every try (``finalize`` calls :meth:`MidjourneyImageLink.get_link`, which reads the
+XCom ``mj_image_url``), and our operators also write both keys as soon as they learn an image URL
+(a preview while the job runs, the final image when it is done), so the button works while the
+task is still running and after.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+#: XCom key holding the task's image URL (a preview while running, the final image after).
+IMAGE_URL_XCOM_KEY = "mj_image_url"
+
+
+class MidjourneyImageLink(BaseOperatorLink):
+    """Opens the image of the Midjourney task a task instance submitted or waited for."""
+
+    name = "Midjourney image"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        url = XCom.get_value(ti_key=ti_key, key=IMAGE_URL_XCOM_KEY)
+        return str(url) if url else ""
+
+
+def push_image_url(ti: Any, url: str | None) -> None:
+    """Publish ``url`` for the link: the plain XCom and the one the API server reads."""
+    if not url:
+        return
+    ti.xcom_push(key=IMAGE_URL_XCOM_KEY, value=url)
+    ti.xcom_push(key=MidjourneyImageLink().xcom_key, value=url)

@@ -1,0 +1,25 @@
+"""Operators of the Midjourney provider: one per route of the task API."""
+
+from airflow_provider_mj.operators.midjourney import (
+    BaseMidjourneySubmitOperator,
+    MidjourneyActionOperator,
+    MidjourneyBlendOperator,
+    MidjourneyDescribeOperator,
+    MidjourneyImageSeedOperator,
+    MidjourneyImagineOperator,
+    MidjourneyListTasksOperator,
+    MidjourneyModalOperator,
+    MidjourneyShortenOperator,
+)
+
+__all__ = [
+    "BaseMidjourneySubmitOperator",
+    "MidjourneyActionOperator",
+    "MidjourneyBlendOperator",
+    "MidjourneyDescribeOperator",
+    "MidjourneyImageSeedOperator",
+    "MidjourneyImagineOperator",
+    "MidjourneyListTasksOperator",
+    "MidjourneyModalOperator",
+    "MidjourneyShortenOperator",
+]

@@ -1,0 +1,243 @@
+"""Coalesced polling: every trigger in a triggerer that waits on the same connection shares one poller.
+
+A triggerer may hold thousands of deferred Midjourney tasks. Polling each with its own
+``/task/{id}/fetch`` every few seconds burns the account's rate limit and the triggerer's CPU.
+Instead, each (connection, event loop, poll interval) gets one :class:`TaskPoller` that asks for
+all of its subscribers' ids in a single ``POST /mj/task/list-by-condition`` per interval and
+hands every subscriber its own task.
+
+* A subscriber that leaves (its task finished, its trigger was cancelled or the triggerer is
+  restarting) is removed from the next batch; when none are left the poller stops and forgets
+  itself.
+* Ids the batch call did not return (the protocol lets servers omit unknown ids; some relays lag)
+  are fetched one by one, so a task is never silently lost.
+* A server without ``list-by-condition`` (404/405, or a reply that is not a list) switches the
+  poller to per-task fetches for good.
+* Transient errors (429, 5xx, connection) are retried on the next tick; the subscribers' own
+  deadlines bound the wait. Errors that retrying cannot fix (bad key...) are handed to every
+  subscriber.
+
+Everything runs on the triggerer's event loop: no threads, no sync I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mj.exceptions import MidjourneyError, MidjourneyNotFoundError
+
+if TYPE_CHECKING:
+    from airflow_provider_mj.models import MidjourneyTask
+
+log = logging.getLogger(__name__)
+
+#: Ids per list-by-condition call; servers handle large bodies, but one huge call is one big stall.
+MAX_IDS_PER_CALL = 500
+
+
+class _Subscription:
+    """One waiting trigger: the latest task (or error) the poller saw for its id."""
+
+    __slots__ = ("mj_task_id", "_event", "_value")
+
+    def __init__(self, mj_task_id: str) -> None:
+        self.mj_task_id = mj_task_id
+        self._event = asyncio.Event()
+        self._value: MidjourneyTask | BaseException | None = None
+
+    def deliver(self, value: MidjourneyTask | BaseException) -> None:
+        self._value = value
+        self._event.set()
+
+    async def next(self) -> MidjourneyTask:
+        await self._event.wait()
+        self._event.clear()
+        value = self._value
+        if isinstance(value, BaseException):
+            raise value
+        assert value is not None
+        return value
+
+
+class TaskPoller:
+    """Polls every subscribed task id of one connection in one batch call per interval."""
+
+    _registry: dict[tuple[str, int, float], TaskPoller] = {}
+
+    def __init__(self, hook: Any, poll_interval: float) -> None:
+        # The poller outlives any one trigger, so it polls through a hook of its own (same
+        # connection; the hook shares one HTTP session per connection and loop) and closes it
+        # when the last subscriber leaves.
+        self.hook = type(hook)(midjourney_conn_id=hook.midjourney_conn_id)
+        self.poll_interval = poll_interval
+        self._subscribers: dict[str, set[_Subscription]] = {}
+        self._runner: asyncio.Task | None = None
+        self._batch_supported = True
+        self._key: tuple[str, int, float] | None = None
+        #: Figures for tests and benchmarks.
+        self.stats = {"batch_calls": 0, "single_fetches": 0, "ticks": 0, "errors": 0}
+
+    # -- registry --------------------------------------------------------------------------------
+
+    @classmethod
+    def for_hook(cls, hook: Any, poll_interval: float) -> TaskPoller:
+        """The shared poller of ``hook``'s connection on the running loop (created on first use)."""
+        loop = asyncio.get_running_loop()
+        key = (hook.midjourney_conn_id, id(loop), float(poll_interval))
+        poller = cls._registry.get(key)
+        if poller is None:
+            poller = cls(hook, float(poll_interval))
+            poller._key = key
+            cls._registry[key] = poller
+        return poller
+
+    @classmethod
+    def active_pollers(cls) -> list[TaskPoller]:
+        return list(cls._registry.values())
+
+    # -- subscription ----------------------------------------------------------------------------
+
+    @property
+    def subscribed_ids(self) -> set[str]:
+        return set(self._subscribers)
+
+    async def watch(self, mj_task_id: str) -> AsyncIterator[MidjourneyTask]:
+        """Yield the task each time the poller reads it, until the caller stops iterating.
+
+        Leaving the loop (``break``, ``return``, cancellation) unsubscribes at once.
+        """
+        sub = _Subscription(mj_task_id)
+        self._subscribers.setdefault(mj_task_id, set()).add(sub)
+        self._ensure_running()
+        try:
+            while True:
+                yield await sub.next()
+        finally:
+            self._unsubscribe(sub)
+
+    def _unsubscribe(self, sub: _Subscription) -> None:
+        subs = self._subscribers.get(sub.mj_task_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subscribers[sub.mj_task_id]
+        if not self._subscribers:
+            # Nobody waits any more: stop now rather than after the next sleep, so a finished
+            # batch holds no memory, session or timer.
+            if self._key is not None and TaskPoller._registry.get(self._key) is self:
+                del TaskPoller._registry[self._key]
+            if self._runner is not None and not self._runner.done():
+                self._runner.cancel()
+
+    def _ensure_running(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name="mj-task-poller")
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        try:
+            while self._subscribers:
+                await self._tick()
+                next_tick += self.poll_interval
+                now = loop.time()
+                if next_tick < now:  # a slow tick: do not try to catch up with a burst
+                    next_tick = now + self.poll_interval
+                await asyncio.sleep(next_tick - now)
+        finally:
+            if self._key is not None and TaskPoller._registry.get(self._key) is self:
+                if not self._subscribers:
+                    del TaskPoller._registry[self._key]
+                else:  # cancelled while others still wait: a new runner starts on next subscribe
+                    self._runner = None
+            if not self._subscribers:
+                try:
+                    await self.hook.aclose()
+                except Exception:  # closing must never mask why the loop ended
+                    log.debug("Closing the poller's HTTP session failed", exc_info=True)
+
+    async def _tick(self) -> None:
+        self.stats["ticks"] += 1
+        ids = list(self._subscribers)
+        found: dict[str, MidjourneyTask] = {}
+        if self._batch_supported:
+            for start in range(0, len(ids), MAX_IDS_PER_CALL):
+                chunk = ids[start : start + MAX_IDS_PER_CALL]
+                try:
+                    tasks = await self.hook.alist_tasks(chunk)
+                    self.stats["batch_calls"] += 1
+                except MidjourneyError as err:
+                    if _means_unsupported(err):
+                        log.info("list-by-condition is not supported by this server: polling task by task")
+                        self._batch_supported = False
+                        break
+                    self._fail_or_wait(chunk, err)
+                    return
+                for task in tasks:
+                    found[task.id] = task
+        missing = [i for i in ids if i not in found]
+        for mj_task_id in missing:
+            if mj_task_id not in self._subscribers:
+                continue
+            try:
+                found[mj_task_id] = await self.hook.afetch_task(mj_task_id)
+                self.stats["single_fetches"] += 1
+            except MidjourneyError as err:
+                self._fail_or_wait([mj_task_id], err)
+        for mj_task_id, task in found.items():
+            for sub in list(self._subscribers.get(mj_task_id, ())):
+                sub.deliver(task)
+
+    def _fail_or_wait(self, ids: list[str], err: MidjourneyError) -> None:
+        self.stats["errors"] += 1
+        if err.retryable:
+            log.warning("Polling %d Midjourney task(s) failed, retrying next interval: %s", len(ids), err)
+            return
+        for mj_task_id in ids:
+            for sub in list(self._subscribers.get(mj_task_id, ())):
+                sub.deliver(err)
+
+
+def _means_unsupported(err: MidjourneyError) -> bool:
+    """A 404/405 (or a non-list reply) to list-by-condition means the route does not exist."""
+    if err.http_status in (404, 405, 501):
+        return True
+    return isinstance(err, MidjourneyNotFoundError) and err.http_status is None and err.code is None
+
+
+async def wait_for_terminal(
+    hook: Any, mj_task_id: str, *, poll_interval: float, deadline: float | None, on_progress=None
+) -> MidjourneyTask | None:
+    """Wait on the shared poller until the task is terminal; None when the deadline passes first.
+
+    ``deadline`` is epoch seconds. ``on_progress(task)`` is called whenever status or progress
+    changes (for the ``IN_PROGRESS 45%`` log lines).
+    """
+    from airflow_provider_mj.models import TaskOutcome, task_outcome
+
+    poller = TaskPoller.for_hook(hook, poll_interval)
+    last: tuple[str, str] | None = None
+    watcher = poller.watch(mj_task_id)
+    try:
+        while True:
+            remaining = None if deadline is None else deadline - time.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                task = await asyncio.wait_for(watcher.__anext__(), timeout=remaining)
+            except asyncio.TimeoutError:
+                return None
+            seen = (task.raw_status, task.progress)
+            if seen != last and on_progress is not None:
+                on_progress(task)
+            last = seen
+            if task_outcome(task) is not TaskOutcome.RUNNING:
+                return task
+    finally:
+        await watcher.aclose()

@@ -1,0 +1,168 @@
+"""Coalesced polling: many waiting triggers, one batch call per interval, each gets its own task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from aiohttp import web
+
+from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+from airflow_provider_mj.models import TaskStatus
+from airflow_provider_mj.polling import TaskPoller, wait_for_terminal
+from tests.helpers import connection_json
+
+
+def _submit_many(hook: MidjourneyHook, count: int, word: str = "") -> list[str]:
+    return [hook.imagine(f"a lighthouse number {i} {word}".strip()).mj_task_id for i in range(count)]
+
+
+async def test_many_waiters_share_one_batch_call_per_interval(mj_connection):
+    hook = MidjourneyHook()
+    ids = _submit_many(hook, 12)
+    before = mj_connection.counters()["requests"]
+    results = await asyncio.gather(
+        *(wait_for_terminal(hook, i, poll_interval=0.1, deadline=time.time() + 20) for i in ids)
+    )
+    after = mj_connection.counters()["requests"]
+
+    assert [t.id for t in results] == ids
+    assert all(t.status is TaskStatus.SUCCESS for t in results)
+    batch_calls = _count(after, "list-by-condition") - _count(before, "list-by-condition")
+    fetches = _count(after, "fetch") - _count(before, "fetch")
+    assert fetches == 0
+    # The jobs last ~0.3 s and the interval is 0.1 s: a handful of batch calls, not 12 per tick.
+    assert 1 <= batch_calls <= 20
+    assert TaskPoller.active_pollers() == []  # the poller forgot itself once nobody waited
+    await hook.aclose()
+
+
+async def test_each_waiter_gets_its_own_terminal_state(mj_connection):
+    hook = MidjourneyHook()
+    ok = _submit_many(hook, 3)
+    failing = _submit_many(hook, 2, word="emulator-fail")
+    results = await asyncio.gather(
+        *(wait_for_terminal(hook, i, poll_interval=0.1, deadline=time.time() + 20) for i in ok + failing)
+    )
+    assert [t.status for t in results] == [TaskStatus.SUCCESS] * 3 + [TaskStatus.FAILURE] * 2
+    assert [t.id for t in results] == ok + failing
+    await hook.aclose()
+
+
+async def test_a_waiter_that_leaves_is_dropped_from_the_batch(mj_connection):
+    hook = MidjourneyHook()
+    stay, leave = _submit_many(hook, 2)
+    poller = TaskPoller.for_hook(hook, 0.1)
+    leaver = asyncio.ensure_future(wait_for_terminal(hook, leave, poll_interval=0.1, deadline=None))
+    stayer = asyncio.ensure_future(wait_for_terminal(hook, stay, poll_interval=0.1, deadline=None))
+    await asyncio.sleep(0.05)
+    assert poller.subscribed_ids == {stay, leave}
+    leaver.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaver
+    assert poller.subscribed_ids == {stay}
+    assert (await stayer).id == stay
+    assert poller.subscribed_ids == set()
+    await hook.aclose()
+
+
+async def test_deadline_ends_the_wait_and_leaves_the_batch(mj_connection):
+    hook = MidjourneyHook()
+    mj_connection.configure(job_seconds=30)
+    (slow,) = _submit_many(hook, 1)
+    started = time.monotonic()
+    assert await wait_for_terminal(hook, slow, poll_interval=0.1, deadline=time.time() + 0.5) is None
+    assert time.monotonic() - started < 5
+    assert TaskPoller.active_pollers() == []
+    await hook.aclose()
+
+
+async def test_progress_changes_are_reported_once_each(mj_connection):
+    hook = MidjourneyHook()
+    (mj_task_id,) = _submit_many(hook, 1)
+    seen: list[tuple[str, str]] = []
+    await wait_for_terminal(hook, mj_task_id, poll_interval=0.05, deadline=time.time() + 20,
+                            on_progress=lambda t: seen.append((t.raw_status, t.progress)))
+    assert seen[-1][0] == "SUCCESS"
+    assert len(seen) == len(set(seen))  # no repeats of the same status/progress
+    await hook.aclose()
+
+
+# A server that lacks list-by-condition, or omits ids from it: the emulator always has the route,
+# so these cases use a small real HTTP server on loopback that answers exactly that way.
+
+
+class _OldServer:
+    """Answers fetch from a dict; list-by-condition is 404 (``batch=False``) or omits every id."""
+
+    def __init__(self, tasks: dict[str, dict], batch: bool) -> None:
+        self.tasks = tasks
+        self.batch = batch
+        self.calls = {"list": 0, "fetch": 0}
+
+    async def list_by_condition(self, request: web.Request) -> web.Response:
+        self.calls["list"] += 1
+        if not self.batch:
+            return web.Response(status=404, text="Not Found")
+        return web.json_response([])
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        self.calls["fetch"] += 1
+        task = self.tasks.get(request.match_info["id"])
+        return web.Response(text=json.dumps(task), content_type="application/json")
+
+
+@pytest.fixture
+async def old_server(monkeypatch):
+    servers = []
+
+    async def start(tasks: dict[str, dict], batch: bool) -> _OldServer:
+        handler = _OldServer(tasks, batch)
+        app = web.Application()
+        app.router.add_post("/mj/task/list-by-condition", handler.list_by_condition)
+        app.router.add_get("/mj/task/{id}/fetch", handler.fetch)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(f"http://127.0.0.1:{port}"))
+        servers.append(runner)
+        return handler
+
+    yield start
+    for runner in servers:
+        await runner.cleanup()
+
+
+def _done(mj_task_id: str) -> dict:
+    return {"id": mj_task_id, "status": "SUCCESS", "progress": "100%", "imageUrl": "http://127.0.0.1/x.png"}
+
+
+async def test_server_without_list_by_condition_falls_back_to_fetch(old_server):
+    server = await old_server({"1000000000000001": _done("1000000000000001"),
+                               "1000000000000002": _done("1000000000000002")}, batch=False)
+    hook = MidjourneyHook()
+    results = await asyncio.gather(
+        *(wait_for_terminal(hook, i, poll_interval=0.05, deadline=time.time() + 10)
+          for i in ("1000000000000001", "1000000000000002"))
+    )
+    assert [t.id for t in results] == ["1000000000000001", "1000000000000002"]
+    assert server.calls["list"] == 1  # asked once, then never again
+    assert server.calls["fetch"] == 2
+    await hook.aclose()
+
+
+async def test_ids_missing_from_the_batch_are_fetched_one_by_one(old_server):
+    server = await old_server({"1000000000000003": _done("1000000000000003")}, batch=True)
+    hook = MidjourneyHook()
+    task = await wait_for_terminal(hook, "1000000000000003", poll_interval=0.05, deadline=time.time() + 10)
+    assert task.status is TaskStatus.SUCCESS
+    assert server.calls == {"list": 1, "fetch": 1}
+    await hook.aclose()
+
+
+def _count(requests: dict, fragment: str) -> int:
+    return sum(n for route, n in requests.items() if fragment in route)
