@@ -1,0 +1,315 @@
+"""Run the main example DAG end to end against the local emulator, offline, in about a minute.
+
+    .venv/bin/python scripts/demo.py [--job-seconds 3] [--prompt "..."] [--keep-going]
+
+What it does, touching nothing outside ``<repo>/.demo``:
+
+1. starts the Midjourney emulator on 127.0.0.1 (a free port) as a subprocess;
+2. prepares an Airflow home in ``.demo/airflow-home`` (SQLite, the repo's ``dags/`` folder,
+   deferrable operators on, ``midjourney_default`` pointing at the emulator) and migrates its
+   database (idempotent);
+3. runs ``airflow dags test mj_imagine_upscale_describe`` with the output folder as run conf;
+   ``dags test`` runs each deferred task's trigger in-process, so the waits really go through
+   the trigger;
+4. stops the emulator (always), checks the four images and the manifest, and says where they are.
+
+Standard library only (plus Airflow and this package, run as subprocesses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_DIR = REPO / ".demo"
+AIRFLOW_HOME = DEMO_DIR / "airflow-home"
+OUTPUT_DIR = DEMO_DIR / "output" / "mj_imagine_upscale_describe"
+LOG_DIR = DEMO_DIR / "logs"
+DAG_ID = "mj_imagine_upscale_describe"
+API_KEY = "demo-key"  # the emulator's key: shows that the connection's password is sent
+BUTTONS = ("U1", "U2", "U3", "U4")
+#: Midjourney jobs of one run: imagine, four upscales, four describes. Each must defer once.
+EXPECTED_TRIGGER_RUNS = 9
+LISTENING = re.compile(r"listening on (https?://\S+)")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class DemoError(Exception):
+    """A step failed; the message says which and where its log is."""
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without any Airflow setting, so no global state is touched.
+
+    A user's own AIRFLOW__DATABASE__SQL_ALCHEMY_CONN or AIRFLOW_CONN_* must never reach the demo.
+    """
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("AIRFLOW__") or k.startswith("AIRFLOW_CONN_") or k.startswith("AIRFLOW_VAR_")
+                or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))
+    }
+
+
+def start_emulator(job_seconds: float, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m airflow_provider_mj.emulator`` and return it with its base URL."""
+    cmd = [
+        sys.executable, "-m", "airflow_provider_mj.emulator",
+        "--host", "127.0.0.1", "--port", "0",
+        "--job-seconds", str(job_seconds),
+        "--api-key", API_KEY,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, bufsize=1,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        # Drain the emulator's output for its whole life (a full pipe would block it) into a log.
+        with log_path.open("w", encoding="utf-8") as log:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                log.write(line)
+                log.flush()
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, name="emulator-log", daemon=True).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        match = LISTENING.search(line)
+        if match:
+            return proc, match.group(1).rstrip("/")
+    stop(proc)
+    raise DemoError(f"the emulator did not start (no 'listening on' line); see {log_path}")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """Stop a child process we started: terminate, then kill if it does not exit."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def airflow_env(base_url: str, poll_interval: float) -> dict[str, str]:
+    env = clean_env()
+    env.update(
+        {
+            "AIRFLOW_HOME": str(AIRFLOW_HOME),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_MIDJOURNEY_DEFAULT": json.dumps(
+                {"conn_type": "midjourney", "host": base_url, "password": API_KEY}
+            ),
+            # The example DAGs poll every 5 s by default (vendor advice); emulator jobs take seconds.
+            "MJ_EXAMPLE_POLL_INTERVAL": str(poll_interval),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def run_logged(cmd: list[str], env: dict[str, str], log_path: Path, *, watch=None) -> int:
+    """Run ``cmd`` with its output in ``log_path``, each line also given to ``watch``."""
+    with log_path.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        try:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                log.write(line)
+                if watch is not None:
+                    watch(line)
+            return proc.wait()
+        finally:
+            stop(proc)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def first_error(path: Path) -> str:
+    """The first exception line of a log (the root cause, before the fallout), or nothing."""
+    pattern = re.compile(r"^\S*(Error|Exception)\b.*?: .+")
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if pattern.match(line.strip()):
+            return f"cause: {line.strip()[:500]}\n"
+    return ""
+
+
+class Progress:
+    """Condense ``airflow dags test`` output into one line per task instance.
+
+    ``imagine      deferred -> trigger: SUBMITTED 0%, IN_PROGRESS 25%, ..., SUCCESS 100%``
+    """
+
+    START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+    END = re.compile(r"\[DAG TEST\] end task task_id=")
+    TRIGGER = "[DAG TEST] running trigger in line"
+    STATUS = re.compile(r"Midjourney task \d+: ([A-Z_]+) ?(\d+%)?")
+    RUN_DONE = re.compile(r"DagRun Finished: .*?run_duration=([\d.]+), state=(\w+)")
+
+    def __init__(self) -> None:
+        self.task: str | None = None
+        self.deferred = False
+        self.statuses: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        if m := self.START.search(line):
+            self.flush()
+            self.task = m.group(1) if m.group(2) == "-1" else f"{m.group(1)}[{m.group(2)}]"
+        elif self.TRIGGER in line:
+            self.deferred = True
+        elif self.task and (m := self.STATUS.search(line)):
+            status = " ".join(x for x in m.groups() if x)
+            if not self.statuses or self.statuses[-1] != status:
+                self.statuses.append(status)
+        elif self.END.search(line):
+            self.flush()
+        elif m := self.RUN_DONE.search(line):
+            self.flush()
+            say(f"    DAG run {m.group(2)} in {float(m.group(1)):.0f} s")
+
+    def flush(self) -> None:
+        if self.task is None:
+            return
+        how = f"deferred -> trigger: {', '.join(self.statuses)}" if self.deferred else "ran"
+        say(f"    {self.task:<14}{how}")
+        self.task, self.deferred, self.statuses = None, False, []
+
+
+def check_outputs(dags_test_log: Path) -> dict:
+    """Verify what the run produced; return the manifest."""
+    log_text = dags_test_log.read_text(encoding="utf-8", errors="replace")
+    trigger_runs = log_text.count("[DAG TEST] running trigger in line")
+    if trigger_runs < EXPECTED_TRIGGER_RUNS:
+        raise DemoError(
+            f"only {trigger_runs} task(s) deferred to the trigger, expected {EXPECTED_TRIGGER_RUNS}: "
+            f"is deferrable mode on? see {dags_test_log}"
+        )
+    manifest_path = OUTPUT_DIR / "manifest.json"
+    if not manifest_path.is_file():
+        raise DemoError(f"no manifest at {manifest_path}; see {dags_test_log}")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    images = manifest.get("images") or []
+    if [i.get("button") for i in images] != list(BUTTONS):
+        raise DemoError(f"the manifest lists {len(images)} image(s), expected {', '.join(BUTTONS)}")
+    for image in images:
+        path = Path(image["path"].removeprefix("file://"))
+        if not path.is_file() or path.stat().st_size == 0:
+            raise DemoError(f"image {image['button']} is missing or empty: {path}")
+        with path.open("rb") as f:
+            if f.read(8) != PNG_MAGIC:
+                raise DemoError(f"image {image['button']} is not a PNG: {path}")
+        if not image.get("prompts"):
+            raise DemoError(f"no describe prompts for {image['button']}")
+    manifest["_trigger_runs"] = trigger_runs
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--job-seconds", type=float, default=3.0,
+                        help="how long each emulated Midjourney job takes (default 3)")
+    parser.add_argument("--poll-interval", type=float, default=1.0,
+                        help="how often the trigger asks about a job (default 1 s; DAG default 5 s)")
+    parser.add_argument("--prompt", default=None, help="the imagine prompt (default: the DAG's)")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    # Each run starts from an empty output folder, so the checks below never see an older run.
+    shutil.rmtree(OUTPUT_DIR, ignore_errors=True)
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+
+    emulator = None
+    try:
+        say(f"1/4 starting the Midjourney emulator (jobs take {args.job_seconds:g} s)")
+        emulator, base_url = start_emulator(args.job_seconds, LOG_DIR / "emulator.log")
+        say(f"    {base_url}  (log: {LOG_DIR / 'emulator.log'})")
+        env = airflow_env(base_url, args.poll_interval)
+
+        say(f"2/4 preparing Airflow in {AIRFLOW_HOME} (airflow db migrate)")
+        migrate_log = LOG_DIR / "db-migrate.log"
+        if run_logged([sys.executable, "-m", "airflow", "db", "migrate"], env, migrate_log) != 0:
+            raise DemoError(f"airflow db migrate failed:\n{tail(migrate_log)}\n(full log: {migrate_log})")
+
+        conf = {"output_dir": str(OUTPUT_DIR)}
+        if args.prompt:
+            conf["prompt"] = args.prompt
+        say(f"3/4 airflow dags test {DAG_ID} -c '{json.dumps(conf)}'")
+        dags_test_log = LOG_DIR / "dags-test.log"
+        rc = run_logged(
+            [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+            env, dags_test_log, watch=Progress(),
+        )
+        if rc != 0:
+            raise DemoError(f"the DAG run failed:\n{tail(dags_test_log, 25)}\n\n{first_error(dags_test_log)}"
+                            f"(full log: {dags_test_log})")
+    except DemoError as exc:
+        say(f"\nDEMO FAILED: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+        return 130
+    finally:
+        stop(emulator)
+
+    say("4/4 emulator stopped; checking the outputs")
+    try:
+        manifest = check_outputs(dags_test_log)
+    except DemoError as exc:
+        say(f"\nDEMO FAILED: {exc}")
+        return 1
+
+    say("")
+    say(f"OK in {time.monotonic() - started:.0f} s: {manifest['_trigger_runs']} Midjourney waits went "
+        f"through the trigger (deferrable mode).")
+    say(f"prompt:   {manifest['prompt']}")
+    for image in manifest["images"]:
+        say(f"  {image['button']}  {image['path'].removeprefix('file://')}")
+        say(f"      described as: {image['prompts'][0]}")
+    say(f"manifest: {OUTPUT_DIR / 'manifest.json'}")
+    say(f"logs:     {LOG_DIR}")
+    say("")
+    say("Point the same DAG at a real relay (costs real Midjourney jobs):")
+    say("  export AIRFLOW_CONN_MIDJOURNEY_DEFAULT='{\"conn_type\":\"midjourney\",\"host\":\"https://<relay>\","
+        "\"password\":\"<api key>\"}'")
+    say(f"  airflow dags test {DAG_ID} -c '{{\"prompt\": \"...\", \"output_dir\": \"/some/folder\"}}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
