@@ -1,0 +1,150 @@
+// Headless Chromium check of a live Airflow deployment, run by scripts/deploy_test.py.
+//
+//   node check_ui.js '<json config>'
+//
+// Uses Debian's Chromium (config.chromium, e.g. /usr/bin/chromium) through playwright-core: no
+// browser download. Logs into the UI with the simple auth manager's form, opens the "Add
+// Connection" form for our connection type and looks for our fields, opens the finished imagine
+// task instance and follows its "Midjourney image" extra link. Screenshots go to config.artifacts.
+// Prints one line "RESULT {json}" with {checks: {name: {ok, detail}}, screenshots: [...]}; exits 0
+// when the checks ran (pass or fail) and 2 when the browser itself could not be driven.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const cfg = JSON.parse(process.argv[2]);
+const checks = {};
+const screenshots = [];
+
+function check(name, ok, detail) {
+  checks[name] = { ok: Boolean(ok), detail: detail === undefined ? null : detail };
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${ok ? '' : ': ' + JSON.stringify(detail)}`);
+}
+
+async function shot(page, name, opts = {}) {
+  const file = path.join(cfg.artifacts, `${name}.png`);
+  await page.screenshot({ path: file, ...opts });
+  screenshots.push(file);
+  return file;
+}
+
+async function settle(page) {
+  // Let the page finish its first requests (the UI keeps polling only while runs are active).
+  await page.waitForLoadState('networkidle', { timeout: 10000 }).catch(() => {});
+}
+
+async function main() {
+  fs.mkdirSync(cfg.artifacts, { recursive: true });
+  fs.mkdirSync(cfg.userDataDir, { recursive: true });
+  // The flags this machine needs (closed network, root, no GPU); a fresh profile every run.
+  const context = await chromium.launchPersistentContext(cfg.userDataDir, {
+    executablePath: cfg.chromium,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    viewport: { width: 1400, height: 1000 },
+  });
+  context.setDefaultTimeout(30000);
+  const page = context.pages()[0] || (await context.newPage());
+  const base = cfg.baseUrl.replace(/\/$/, '');
+  try {
+    // 1. Log in through the simple auth manager's form.
+    await page.goto(base + '/');
+    await page.waitForURL(/\/auth\/login/);
+    await page.getByLabel('Username').fill(cfg.username);
+    await page.getByLabel('Password').fill(cfg.password);
+    await shot(page, '01-login');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL((u) => !u.pathname.startsWith('/auth'));
+    // Wait for the translated navigation (exact names: before i18n loads it reads "nav.dags").
+    await page.getByRole('link', { name: 'Dags', exact: true }).first().waitFor();
+    await settle(page);
+    check('logged into the UI', true, page.url());
+    await shot(page, '02-home');
+
+    // 2. The connection form for our connection type shows our fields.
+    await page.goto(base + '/connections');
+    await page.getByRole('button', { name: 'Add Connection' }).click();
+    const dialog = page.getByRole('dialog');
+    const typeBox = dialog.getByRole('combobox', { name: 'Connection Type' });
+    await typeBox.click();
+    await typeBox.fill(cfg.connType);
+    const options = await page.getByRole('option').allInnerTexts();
+    await page.getByRole('option', { name: /midjourney/i }).first().click();
+    check(`connection type '${cfg.connType}' is offered`, options.some((o) => /midjourney/i.test(o)), options);
+    // Standard fields (relabelled host/password) show first; our extra fields live in a collapsed
+    // "Extra Fields" section (the sections are an accordion: opening one closes the other).
+    const visibleLabels = async () => {
+      const out = [];
+      for (const el of await dialog.locator('label').all()) {
+        if (await el.isVisible()) out.push((await el.innerText()).replace(/\s*\*\s*$/, '').trim());
+      }
+      return out;
+    };
+    await dialog.getByText('Base URL', { exact: true }).first().waitFor({ state: 'visible' });
+    const seen = new Set(await visibleLabels());
+    await shot(page, '03-connection-form-standard-fields');
+    const extra = dialog.getByRole('button', { name: 'Extra Fields', exact: true });
+    if (await extra.count()) await extra.click();
+    await dialog.getByText('Speed mode', { exact: false }).first().waitFor({ state: 'visible' });
+    for (const l of await visibleLabels()) seen.add(l);
+    await shot(page, '04-connection-form-extra-fields');
+    const missing = cfg.expectedLabels.filter((want) => ![...seen].some((l) => l === want));
+    check('connection form shows our fields: ' + cfg.expectedLabels.join(', '), missing.length === 0,
+      { missing, visible: [...seen] });
+    await page.keyboard.press('Escape');
+
+    // 3. The finished imagine task instance has the "Midjourney image" extra link.
+    if (cfg.linkTask && cfg.runId) {
+      const tiUrl = `${base}/dags/${encodeURIComponent(cfg.dagId)}/runs/${encodeURIComponent(cfg.runId)}` +
+        `/tasks/${encodeURIComponent(cfg.linkTask)}`;
+      await page.goto(tiUrl);
+      await page.getByText('Success', { exact: true }).first().waitFor();
+      await settle(page);
+      await shot(page, '05-task-instance-logs');
+      await page.getByRole('link', { name: 'Details', exact: true }).click();
+      const link = page.getByRole('link', { name: 'Midjourney image', exact: true });
+      await link.waitFor({ state: 'visible' });
+      const href = await link.getAttribute('href');
+      await link.scrollIntoViewIfNeeded();
+      await shot(page, '06-task-instance-extra-link');
+      check("task instance shows the 'Midjourney image' extra link", Boolean(href), href);
+      check('the extra link points at the image', Boolean(href) && (!cfg.expectedLink || href === cfg.expectedLink),
+        { href, expected: cfg.expectedLink });
+      // Follow it, as a user clicking it would (it opens in a new tab).
+      const [tab] = await Promise.all([context.waitForEvent('page'), link.click()]);
+      await tab.waitForLoadState('load');
+      const img = await tab.evaluate(() => {
+        const i = document.querySelector('img');
+        return i ? { w: i.naturalWidth, h: i.naturalHeight } : null;
+      });
+      const resp = await context.request.get(href);
+      const status = resp.status();
+      const type = resp.headers()['content-type'];
+      check('the extra link opens a PNG image', tab.url() === href && status === 200 && /image\/png/.test(type || '') &&
+        img && img.w > 0 && img.h > 0, { url: tab.url(), status, type, img });
+      await shot(tab, '07-midjourney-image');
+      await tab.close();
+    }
+  } catch (err) {
+    check('UI walk-through completed', false, String(err && err.stack ? err.stack : err).slice(0, 1500));
+    await shot(page, '99-failure').catch(() => {});
+  } finally {
+    await context.close();
+  }
+}
+
+main()
+  .then(() => {
+    console.log('RESULT ' + JSON.stringify({ checks, screenshots }));
+    process.exit(0);
+  })
+  .catch((err) => {
+    console.error(err);
+    console.log('RESULT ' + JSON.stringify({ checks, screenshots, error: String(err) }));
+    process.exit(2);
+  });
