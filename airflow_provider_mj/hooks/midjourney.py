@@ -597,8 +597,14 @@ def _error_for_meaning(
             hint = "the server has no such task"
         return MidjourneyNotFoundError(f"Not found ({code_text}): {hint}.", **kw)
     if meaning == "validation":
+        hint = ""
+        if ctx.route == "submit/action":
+            # The usual causes: a customId copied from another task, or a parent not finished.
+            hint = (" Check that the customId is one of the parent task's buttons (or pass a label such as "
+                    "'U1') and that the parent task ended in SUCCESS.")
         return MidjourneyValidationError(
-            f"The server rejected the {_what(ctx)} as invalid ({code_text}). Fix the input; retrying will not help.",
+            f"The server rejected the {_what(ctx)} as invalid ({code_text}). Fix the input; retrying will not help."
+            + hint,
             **kw,
         )
     if meaning == "queue_full":
@@ -1490,7 +1496,8 @@ class MidjourneyHook(BaseHook):
                 if outcome is TaskOutcome.FAILED:
                     reason = task.fail_reason or ("cancelled" if task.status.value == "CANCEL" else "no reason given")
                     raise MidjourneyTaskFailedError(
-                        f"Midjourney job {mj_task_id} ended in {task.raw_status or task.status.value}: {reason}.",
+                        f"Midjourney job {mj_task_id} ended in {task.raw_status or task.status.value}: {reason}. "
+                        "Fix the prompt or inputs and run the task again (a failed job is not retried).",
                         fail_reason=task.fail_reason or reason, mj_task_id=mj_task_id,
                         prompt=task.prompt or None,
                     )

@@ -33,6 +33,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyModalRequiredError,
     MidjourneyNotFoundError,
     MidjourneyServerError,
+    MidjourneyTimeoutError,
     MidjourneyValidationError,
 )
 from airflow_provider_mj.inputs import validate_mj_task_id
@@ -257,9 +258,13 @@ class BaseMidjourneySubmitOperator(BaseOperator):
     # -- the flow --------------------------------------------------------------------------------
 
     def accepted(self, context: Context, mj_task_id: str) -> None:
-        """Publish and remember an accepted job, before any waiting."""
-        context["ti"].xcom_push(key=MJ_TASK_ID_XCOM_KEY, value=mj_task_id)
+        """Remember and publish an accepted job, before any waiting.
+
+        The durable record is written first: if publishing the XCom fails (the API server is
+        briefly unreachable), the next try still finds the job instead of paying for another.
+        """
         self._job_state.remember(mj_task_id, self._request)
+        context["ti"].xcom_push(key=MJ_TASK_ID_XCOM_KEY, value=mj_task_id)
 
     def execute(self, context: Context) -> Any:
         self.validate()
@@ -311,7 +316,18 @@ class BaseMidjourneySubmitOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: the finished task dict, or the error it reported."""
-        return self._finish(context, task_from_event(event))
+        try:
+            task = task_from_event(event)
+        except MidjourneyTimeoutError as err:
+            # The trigger's timeout event carries the task id and last status, not the prompt:
+            # add it, so a deferred timeout reads like a blocking one.
+            prompt = self.prompt_for_messages()
+            if err.prompt or not prompt:
+                raise
+            richer = MidjourneyTimeoutError(str(err), prompt=prompt)
+            richer.mj_task_id = (event or {}).get("mj_task_id") or err.mj_task_id
+            raise richer from None
+        return self._finish(context, task)
 
     def _finish(self, context: Context, task: MidjourneyTask) -> dict[str, Any]:
         ti = context["ti"]
