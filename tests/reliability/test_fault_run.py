@@ -137,4 +137,3 @@ def test_fifty_jobs_under_twenty_percent_faults_are_all_accounted_for_and_none_i
     assert counters["submits"]["imagine"] == report["succeeded"] + report["possibly_submitted_that_exist_on_the_server"]
     assert set(counters["faults"]) >= {"rate_limit", "server_error", "slow", "drop", "malformed"}
     assert report["succeeded"] >= JOBS // 2
-    assert elapsed < 110
