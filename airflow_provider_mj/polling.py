@@ -17,6 +17,14 @@ hands every subscriber its own task.
   deadlines bound the wait. Errors that retrying cannot fix (bad key...) are handed to every
   subscriber.
 
+* A subscriber is woken only when its task reads differently from last time, so a thousand
+  long jobs cost one batch call and a parse per interval, not a thousand coroutine wake-ups.
+
+:func:`poll_task` is the per-task alternative (``MidjourneyTaskTrigger(coalesce=False)``): one
+``fetch`` per task per interval on the same shared session. :func:`wait_for_terminal` runs either
+until :func:`~airflow_provider_mj.models.task_outcome` says the task is done. Figures for both:
+``benchmarks/README.md``.
+
 Everything runs on the triggerer's event loop: no threads, no sync I/O.
 """
 
@@ -50,6 +58,17 @@ class _Subscription:
         self._value: MidjourneyTask | BaseException | None = None
 
     def deliver(self, value: MidjourneyTask | BaseException) -> None:
+        # A task that reads exactly as last time wakes nobody: most polls of a long job see no
+        # change, and a thousand wake-ups per interval for nothing is the triggerer's CPU.
+        last = self._value
+        if (
+            last is not None
+            and not isinstance(value, BaseException)
+            and not isinstance(last, BaseException)
+            and value.raw
+            and value.raw == last.raw
+        ):
+            return
         self._value = value
         self._event.set()
 
@@ -106,7 +125,8 @@ class TaskPoller:
         return set(self._subscribers)
 
     async def watch(self, mj_task_id: str) -> AsyncIterator[MidjourneyTask]:
-        """Yield the task each time the poller reads it, until the caller stops iterating.
+        """Yield the task when the poller first reads it and whenever it changes, until the caller
+        stops iterating (a read identical to the previous one is not yielded again).
 
         Leaving the loop (``break``, ``return``, cancellation) unsubscribes at once.
         """
@@ -211,33 +231,72 @@ def _means_unsupported(err: MidjourneyError) -> bool:
     return isinstance(err, MidjourneyNotFoundError) and err.http_status is None and err.code is None
 
 
+async def poll_task(hook: Any, mj_task_id: str, poll_interval: float) -> AsyncIterator[MidjourneyTask]:
+    """Per-task polling: read one task with ``GET /mj/task/{id}/fetch`` every ``poll_interval``.
+
+    The alternative to :class:`TaskPoller` (``coalesce=False``): one request per task per
+    interval, on the hook's shared HTTP session (one per connection and loop; the connection is
+    read once per hook, never per poll). Polls keep to a fixed schedule (start + k * interval)
+    rather than sleeping an interval after each reply, so slow replies do not make them drift.
+    Transient errors (after the hook's own retries) are retried on the next tick; errors that
+    retrying cannot fix are raised.
+    """
+    loop = asyncio.get_running_loop()
+    next_tick = loop.time()
+    while True:
+        try:
+            task = await hook.afetch_task(mj_task_id)
+        except MidjourneyError as err:
+            if not err.retryable:
+                raise
+            log.warning("Polling Midjourney task %s failed, retrying next interval: %s", mj_task_id, err)
+        else:
+            yield task
+        next_tick += poll_interval
+        now = loop.time()
+        if next_tick < now:  # a slow poll: do not try to catch up with a burst
+            next_tick = now + poll_interval
+        await asyncio.sleep(next_tick - now)
+
+
 async def wait_for_terminal(
-    hook: Any, mj_task_id: str, *, poll_interval: float, deadline: float | None, on_progress=None
+    hook: Any, mj_task_id: str, *, poll_interval: float, deadline: float | None, on_progress=None,
+    coalesce: bool = True,
 ) -> MidjourneyTask | None:
-    """Wait on the shared poller until the task is terminal; None when the deadline passes first.
+    """Wait until the task is terminal; None when the deadline passes first.
+
+    ``coalesce=True`` (the default) waits on the connection's shared :class:`TaskPoller` (one
+    ``list-by-condition`` call per interval for every waiting task); ``coalesce=False`` polls this
+    task alone with :func:`poll_task`. Either way :func:`~airflow_provider_mj.models.task_outcome`
+    decides when the task is done.
 
     ``deadline`` is epoch seconds. ``on_progress(task)`` is called whenever status or progress
     changes (for the ``IN_PROGRESS 45%`` log lines).
     """
     from airflow_provider_mj.models import TaskOutcome, task_outcome
 
-    poller = TaskPoller.for_hook(hook, poll_interval)
+    loop = asyncio.get_running_loop()
+    # One timer for the whole wait (not one asyncio.wait_for task per poll): a waiting trigger
+    # costs a suspended coroutine and nothing else between two polls.
+    when = None if deadline is None else loop.time() + (deadline - time.time())
+    if when is not None and when <= loop.time():
+        return None
+    if coalesce:
+        updates = TaskPoller.for_hook(hook, poll_interval).watch(mj_task_id)
+    else:
+        updates = poll_task(hook, mj_task_id, float(poll_interval))
     last: tuple[str, str] | None = None
-    watcher = poller.watch(mj_task_id)
     try:
-        while True:
-            remaining = None if deadline is None else deadline - time.time()
-            if remaining is not None and remaining <= 0:
-                return None
-            try:
-                task = await asyncio.wait_for(watcher.__anext__(), timeout=remaining)
-            except asyncio.TimeoutError:
-                return None
-            seen = (task.raw_status, task.progress)
-            if seen != last and on_progress is not None:
-                on_progress(task)
-            last = seen
-            if task_outcome(task) is not TaskOutcome.RUNNING:
-                return task
+        async with asyncio.timeout_at(when):
+            async for task in updates:
+                seen = (task.raw_status, task.progress)
+                if seen != last and on_progress is not None:
+                    on_progress(task)
+                last = seen
+                if task_outcome(task) is not TaskOutcome.RUNNING:
+                    return task
+    except TimeoutError:
+        return None
     finally:
-        await watcher.aclose()
+        await updates.aclose()
+    return None  # unreachable: both update streams are endless

@@ -166,3 +166,19 @@ async def test_ids_missing_from_the_batch_are_fetched_one_by_one(old_server):
 
 def _count(requests: dict, fragment: str) -> int:
     return sum(n for route, n in requests.items() if fragment in route)
+
+
+async def test_a_waiter_is_woken_only_when_its_task_changes(mj_connection):
+    hook = MidjourneyHook()
+    mj_connection.configure(job_seconds=1.0)
+    (mj_task_id,) = _submit_many(hook, 1)
+    poller = TaskPoller.for_hook(hook, 0.05)
+    seen: list[tuple[str, str]] = []
+    async for task in poller.watch(mj_task_id):
+        seen.append((task.raw_status, task.progress))
+        if task.status is TaskStatus.SUCCESS:
+            break
+
+    assert poller.stats["ticks"] > len(seen)  # ~20 reads of the task...
+    assert len(seen) == len(set(seen))  # ...but one wake-up per change
+    await hook.aclose()

@@ -312,6 +312,17 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
         state.reset()
         return {"ok": True}
 
+    @test_router.get("/task/{task_id}/done")
+    async def task_done(task_id: str) -> Response:
+        # For benchmarks: a route a generic HTTP sensor can wait on (404 until the job is finished,
+        # then 200). Counted in ``requests`` like the /mj routes, so its polls can be compared.
+        state.engine.counters.requests["_emulator/task/done"] += 1
+        job = state.engine.get(task_id)
+        status = state.engine.status_of(job).status if job is not None else None
+        if status in ("SUCCESS", "FAILURE", "CANCEL"):
+            return Response(dumps({"id": task_id, "status": status}), media_type=JSON)
+        return Response(dumps({"id": task_id, "status": status}), status_code=404, media_type=JSON)
+
     @test_router.get("/config")
     async def get_config() -> dict[str, Any]:
         return state.settings.to_dict()

@@ -86,10 +86,12 @@ def task_from_event(event: dict[str, Any] | None) -> MidjourneyTask:
 class MidjourneyTaskTrigger(BaseTrigger):
     """Wait on the triggerer until a Midjourney task is finished; fire exactly one event.
 
-    The trigger waits through :func:`airflow_provider_mj.polling.wait_for_terminal`: every trigger
-    of the same connection and poll interval on a triggerer shares one poller, which reads all
-    their tasks in one ``list-by-condition`` call per interval over the hook's async path (one
-    aiohttp session per connection and event loop, no sync I/O, no per-poll connection lookup).
+    The trigger waits through :func:`airflow_provider_mj.polling.wait_for_terminal`. By default
+    (``coalesce=True``) every trigger of the same connection and poll interval on a triggerer
+    shares one poller, which reads all their tasks in one ``list-by-condition`` call per interval;
+    with ``coalesce=False`` the trigger fetches its own task once per interval. Both go through
+    the hook's async path (one aiohttp session per connection and event loop, no sync I/O, no
+    per-poll connection lookup).
     Every status or progress change is logged (``IN_PROGRESS 45%``). Transient errors (rate limit,
     5xx, connection) are retried by the hook with backoff, then on the next tick, without failing
     the task; errors retrying cannot fix end the wait with an ``error`` event. The trigger stops
@@ -101,7 +103,15 @@ class MidjourneyTaskTrigger(BaseTrigger):
     :param deadline: epoch seconds (``time.time()``) after which the trigger gives up with a
         ``timeout`` event. None: :data:`DEFAULT_MAX_WAIT` from when the trigger starts.
     :param prompt: the job's prompt, only used to make messages clearer.
+    :param coalesce: True (default): share the connection's batch poller (one request per
+        interval for all waiting tasks). False: poll this task alone with
+        ``GET /mj/task/{id}/fetch`` (one request per task per interval), for servers whose
+        ``list-by-condition`` is slow or rate-limited harder than single fetches.
     """
+
+    # A triggerer may hold thousands of these while they wait: no per-instance __dict__ beyond
+    # BaseTrigger's own.
+    __slots__ = ("mj_task_id", "midjourney_conn_id", "poll_interval", "deadline", "prompt", "coalesce")
 
     def __init__(
         self,
@@ -110,6 +120,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         deadline: float | None = None,
         prompt: str | None = None,
+        coalesce: bool = True,
     ) -> None:
         super().__init__()
         self.mj_task_id = str(mj_task_id)
@@ -117,6 +128,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
         self.prompt = prompt
+        self.coalesce = bool(coalesce)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -127,6 +139,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "prompt": self.prompt,
+                "coalesce": self.coalesce,
             },
         )
 
@@ -182,11 +195,13 @@ class MidjourneyTaskTrigger(BaseTrigger):
             self.log.info("Midjourney task %s: %s %s", self.mj_task_id,
                           task.raw_status or task.status.value, task.progress)
 
-        # Every trigger of this connection on this triggerer shares one poller: one
-        # list-by-condition call per interval for all of them, transient errors retried on the
-        # next tick (after the hook's own backoff), errors retrying cannot fix raised here.
+        # Coalesced: every trigger of this connection on this triggerer shares one poller, one
+        # list-by-condition call per interval for all of them. Per task: one fetch per interval.
+        # Either way transient errors are retried on the next tick (after the hook's own
+        # backoff) and errors retrying cannot fix are raised here.
         task = await wait_for_terminal(
             hook, self.mj_task_id, poll_interval=self.poll_interval, deadline=deadline, on_progress=on_progress,
+            coalesce=self.coalesce,
         )
         if task is None:
             return self._timeout_event(last_task[0] if last_task else None)

@@ -206,3 +206,103 @@ async def test_the_trigger_opens_no_session_per_poll(hook, mj_connection, monkey
 
     assert events[0].payload["status"] == "success"
     assert len(created) == 1  # ~20 polls, one HTTP session
+
+
+# -- per-task polling (coalesce=False) ---------------------------------------------------------
+
+
+async def test_per_task_mode_polls_its_own_task_with_fetch(hook, mj_connection):
+    mj_task_id = submit(hook, "a trigger polling alone")
+    before = mj_connection.counters()["requests"]
+    events = await run_trigger(MidjourneyTaskTrigger(mj_task_id=mj_task_id, poll_interval=0.05,
+                                                     deadline=time.time() + 20, coalesce=False))
+    after = mj_connection.counters()["requests"]
+
+    payload = events[0].payload
+    assert payload["status"] == "success" and task_from_event(payload).id == mj_task_id
+    assert after.get("task/fetch", 0) - before.get("task/fetch", 0) >= 2
+    assert after.get("task/list-by-condition", 0) == before.get("task/list-by-condition", 0)
+
+
+async def test_per_task_mode_reports_failure_and_progress(hook, capfd):
+    ok = submit(hook, "a per-task progress trigger")
+    failing = submit(hook, "an emulator-fail per-task trigger")
+    ok_events, failed_events = await asyncio.gather(
+        run_trigger(MidjourneyTaskTrigger(mj_task_id=ok, poll_interval=0.05, deadline=time.time() + 20,
+                                          coalesce=False)),
+        run_trigger(MidjourneyTaskTrigger(mj_task_id=failing, poll_interval=0.05, deadline=time.time() + 20,
+                                          coalesce=False)),
+    )
+
+    assert ok_events[0].payload["status"] == "success"
+    assert f"Midjourney task {ok}: IN_PROGRESS 50%" in capfd.readouterr().out
+    with pytest.raises(MidjourneyTaskFailedError):
+        task_from_event(failed_events[0].payload)
+
+
+async def test_per_task_mode_deadline_yields_a_timeout_event(hook, mj_connection):
+    mj_connection.configure(job_seconds=30)
+    mj_task_id = submit(hook, "a per-task trigger that waits too long")
+    started = time.monotonic()
+    events = await run_trigger(MidjourneyTaskTrigger(mj_task_id=mj_task_id, poll_interval=0.1,
+                                                     deadline=time.time() + 0.5, coalesce=False))
+
+    assert time.monotonic() - started < 3
+    payload = events[0].payload
+    assert payload["status"] == "timeout" and payload["task"] is not None
+
+
+async def test_per_task_mode_retries_transient_errors(hook, mj_connection):
+    mj_connection.configure(job_seconds=1.0)
+    mj_task_id = submit(hook, "a per-task trigger under server errors")
+    mj_connection.configure(faults={"server_error": 0.5, "seed": 3})
+    events = await run_trigger(MidjourneyTaskTrigger(mj_task_id=mj_task_id, poll_interval=0.05,
+                                                     deadline=time.time() + 30, coalesce=False), limit=40)
+
+    assert events[0].payload["status"] == "success"
+    assert mj_connection.counters()["faults"].get("server_error", 0) > 0
+
+
+async def test_per_task_mode_unknown_task_is_an_error_event(hook):
+    events = await run_trigger(MidjourneyTaskTrigger(mj_task_id="1999999999999999", poll_interval=0.05,
+                                                     deadline=time.time() + 10, coalesce=False))
+    assert events[0].payload["error_type"] == "MidjourneyNotFoundError"
+
+
+async def test_per_task_mode_shares_one_session_and_reads_the_connection_once(hook, mj_connection, monkeypatch):
+    import aiohttp
+
+    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+
+    mj_connection.configure(job_seconds=1.0)
+    sessions, lookups = [], []
+    real_init = aiohttp.ClientSession.__init__
+    real_aget = MidjourneyHook.aget_connection
+
+    def counting_init(self, *args, **kwargs):
+        sessions.append(1)
+        real_init(self, *args, **kwargs)
+
+    async def counting_aget(self, conn_id):
+        lookups.append(conn_id)
+        return await real_aget(conn_id)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "__init__", counting_init)
+    monkeypatch.setattr(MidjourneyHook, "aget_connection", counting_aget)
+    ids = [submit(hook, f"a frugal per-task trigger {i}") for i in range(4)]
+    results = await asyncio.gather(*(
+        run_trigger(MidjourneyTaskTrigger(mj_task_id=i, poll_interval=0.05, deadline=time.time() + 20,
+                                          coalesce=False))
+        for i in ids
+    ))
+
+    assert [events[0].payload["status"] for events in results] == ["success"] * 4
+    assert len(sessions) == 1  # 4 triggers x ~20 polls, one HTTP session
+    assert len(lookups) <= 1  # the connection is read once, not per poll or per trigger
+
+
+def test_coalesce_is_serialized_and_defaults_to_true():
+    assert MidjourneyTaskTrigger(mj_task_id="1320098173412546").serialize()[1]["coalesce"] is True
+    classpath, kwargs = MidjourneyTaskTrigger(mj_task_id="1320098173412546", coalesce=False).serialize()
+    assert kwargs["coalesce"] is False
+    assert MidjourneyTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
