@@ -261,7 +261,7 @@ async def poll_task(hook: Any, mj_task_id: str, poll_interval: float) -> AsyncIt
 
 async def wait_for_terminal(
     hook: Any, mj_task_id: str, *, poll_interval: float, deadline: float | None, on_progress=None,
-    coalesce: bool = True,
+    coalesce: bool = True, visible_by: float | None = None,
 ) -> MidjourneyTask | None:
     """Wait until the task is terminal; None when the deadline passes first.
 
@@ -271,7 +271,9 @@ async def wait_for_terminal(
     decides when the task is done.
 
     ``deadline`` is epoch seconds. ``on_progress(task)`` is called whenever status or progress
-    changes (for the ``IN_PROGRESS 45%`` log lines).
+    changes (for the ``IN_PROGRESS 45%`` log lines). Until ``visible_by`` (epoch seconds), a
+    "no such task" answer means the job is not visible yet (relays can lag right after a submit)
+    and the wait goes on; after it, or when None, it is raised.
     """
     from airflow_provider_mj.models import TaskOutcome, task_outcome
 
@@ -281,22 +283,28 @@ async def wait_for_terminal(
     when = None if deadline is None else loop.time() + (deadline - time.time())
     if when is not None and when <= loop.time():
         return None
-    if coalesce:
-        updates = TaskPoller.for_hook(hook, poll_interval).watch(mj_task_id)
-    else:
-        updates = poll_task(hook, mj_task_id, float(poll_interval))
     last: tuple[str, str] | None = None
     try:
         async with asyncio.timeout_at(when):
-            async for task in updates:
-                seen = (task.raw_status, task.progress)
-                if seen != last and on_progress is not None:
-                    on_progress(task)
-                last = seen
-                if task_outcome(task) is not TaskOutcome.RUNNING:
-                    return task
+            while True:
+                if coalesce:
+                    updates = TaskPoller.for_hook(hook, poll_interval).watch(mj_task_id)
+                else:
+                    updates = poll_task(hook, mj_task_id, float(poll_interval))
+                try:
+                    async for task in updates:
+                        seen = (task.raw_status, task.progress)
+                        if seen != last and on_progress is not None:
+                            on_progress(task)
+                        last = seen
+                        if task_outcome(task) is not TaskOutcome.RUNNING:
+                            return task
+                except MidjourneyNotFoundError:
+                    if visible_by is None or time.time() >= visible_by:
+                        raise
+                    log.info("Midjourney task %s is not visible on the server yet; polling again.", mj_task_id)
+                    await asyncio.sleep(poll_interval)
+                finally:
+                    await updates.aclose()
     except TimeoutError:
         return None
-    finally:
-        await updates.aclose()
-    return None  # unreachable: both update streams are endless

@@ -1452,7 +1452,8 @@ class MidjourneyHook(BaseHook):
     # -- waiting --------------------------------------------------------------------------------
 
     def wait_for_task(
-        self, mj_task_id: str, *, poll_interval: float = 5.0, deadline: float | None = None
+        self, mj_task_id: str, *, poll_interval: float = 5.0, deadline: float | None = None,
+        visible_by: float | None = None,
     ) -> MidjourneyTask:
         """Poll a task until it finishes (blocking), logging each progress change.
 
@@ -1463,6 +1464,8 @@ class MidjourneyHook(BaseHook):
         :param mj_task_id: the task to wait for.
         :param poll_interval: seconds between polls (vendors recommend 3 to 5).
         :param deadline: give up at this time, in epoch seconds (``time.time() + 600``); None: no limit.
+        :param visible_by: epoch seconds until which "no such task" means "not visible yet" rather
+            than an error (a just-submitted job on a lagging relay); None: not found fails at once.
         :return: the task, in status SUCCESS.
         :raises MidjourneyTaskFailedError: the job ended in FAILURE or CANCEL (``fail_reason`` says why).
         :raises MidjourneyTimeoutError: the deadline passed first (the job may still finish).
@@ -1477,6 +1480,10 @@ class MidjourneyHook(BaseHook):
             try:
                 task = self.fetch_task(mj_task_id)
                 failures = 0
+            except MidjourneyNotFoundError:
+                if visible_by is None or time.time() >= visible_by:
+                    raise
+                self.log.info("Midjourney task %s is not visible on the server yet; polling again.", mj_task_id)
             except MidjourneyError as err:
                 if not err.retryable:
                     raise

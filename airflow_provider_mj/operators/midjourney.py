@@ -38,7 +38,14 @@ from airflow_provider_mj.exceptions import (
 )
 from airflow_provider_mj.inputs import validate_mj_task_id
 from airflow_provider_mj.links import MidjourneyImageLink, push_image_url
-from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
+from airflow_provider_mj.models import (
+    NOT_VISIBLE_GRACE_SECONDS,
+    MidjourneyTask,
+    SubmitResult,
+    TaskOutcome,
+    TaskStatus,
+    task_outcome,
+)
 from airflow_provider_mj.triggers.midjourney import DEFAULT_MAX_WAIT, MidjourneyTaskTrigger, task_from_event
 
 if TYPE_CHECKING:
@@ -112,6 +119,8 @@ class MidjourneyJobState:
 
     def __init__(self, context: Context, log: Any, *, enabled: bool = True) -> None:
         self.log = log
+        #: Until when (epoch seconds) "no such task" means the job is not visible yet.
+        self.visible_by: float | None = None
         self._store = context.get("task_state_store") if enabled else None  # type: ignore[union-attr]
         if enabled and self._store is None:
             log.warning(
@@ -127,6 +136,9 @@ class MidjourneyJobState:
         if not isinstance(stored, dict) or not stored.get("mj_task_id"):
             return None
         mj_task_id = str(stored["mj_task_id"])
+        submitted_at = stored.get("submitted_at")
+        if isinstance(submitted_at, (int, float)):
+            self.visible_by = float(submitted_at) + NOT_VISIBLE_GRACE_SECONDS
         if stored.get("request") != request:
             self.log.info(
                 "An earlier try submitted Midjourney task %s with other inputs: submitting a new job.",
@@ -136,6 +148,14 @@ class MidjourneyJobState:
         try:
             task = hook.fetch_task(mj_task_id)
         except MidjourneyNotFoundError:
+            if self.visible_by is not None and time.time() < self.visible_by:
+                # Submitted moments ago: a lagging relay, not a lost job. Paying twice is worse
+                # than waiting a little; the wait fails if it is still unknown after the grace.
+                self.log.info(
+                    "Midjourney task %s from an earlier try is not visible on the server yet: "
+                    "re-attaching to it instead of submitting again.", mj_task_id,
+                )
+                return MidjourneyTask(id=mj_task_id, status=TaskStatus.UNKNOWN)
             self.log.warning(
                 "Midjourney task %s from an earlier try is unknown to the server: submitting a new job.",
                 mj_task_id,
@@ -155,8 +175,10 @@ class MidjourneyJobState:
         return task
 
     def remember(self, mj_task_id: str, request: str) -> None:
+        submitted_at = time.time()
+        self.visible_by = submitted_at + NOT_VISIBLE_GRACE_SECONDS
         if self._store is not None:
-            self._store.set(self.KEY, {"mj_task_id": mj_task_id, "request": request})
+            self._store.set(self.KEY, {"mj_task_id": mj_task_id, "request": request, "submitted_at": submitted_at})
 
 
 _COMMON_PARAMS_DOC = """
@@ -308,10 +330,12 @@ class BaseMidjourneySubmitOperator(BaseOperator):
                     poll_interval=self.poll_interval,
                     deadline=deadline,
                     prompt=self.prompt_for_messages(),
+                    visible_by=self._job_state.visible_by,
                 ),
                 method_name="execute_complete",
             )
-        task = self.hook.wait_for_task(mj_task_id, poll_interval=self.poll_interval, deadline=deadline)
+        task = self.hook.wait_for_task(mj_task_id, poll_interval=self.poll_interval, deadline=deadline,
+                                       visible_by=self._job_state.visible_by)
         return self._finish(context, task)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

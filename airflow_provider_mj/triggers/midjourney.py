@@ -107,11 +107,14 @@ class MidjourneyTaskTrigger(BaseTrigger):
         interval for all waiting tasks). False: poll this task alone with
         ``GET /mj/task/{id}/fetch`` (one request per task per interval), for servers whose
         ``list-by-condition`` is slow or rate-limited harder than single fetches.
+    :param visible_by: epoch seconds until which "no such task" means the job is not visible yet
+        (a relay lagging right after the submit) and the wait goes on. None: not found is an error.
     """
 
     # A triggerer may hold thousands of these while they wait: no per-instance __dict__ beyond
     # BaseTrigger's own.
-    __slots__ = ("mj_task_id", "midjourney_conn_id", "poll_interval", "deadline", "prompt", "coalesce")
+    __slots__ = ("mj_task_id", "midjourney_conn_id", "poll_interval", "deadline", "prompt", "coalesce",
+                 "visible_by")
 
     def __init__(
         self,
@@ -121,6 +124,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         deadline: float | None = None,
         prompt: str | None = None,
         coalesce: bool = True,
+        visible_by: float | None = None,
     ) -> None:
         super().__init__()
         self.mj_task_id = str(mj_task_id)
@@ -129,6 +133,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         self.deadline = float(deadline) if deadline is not None else None
         self.prompt = prompt
         self.coalesce = bool(coalesce)
+        self.visible_by = float(visible_by) if visible_by is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -140,6 +145,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "prompt": self.prompt,
                 "coalesce": self.coalesce,
+                "visible_by": self.visible_by,
             },
         )
 
@@ -201,7 +207,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         # backoff) and errors retrying cannot fix are raised here.
         task = await wait_for_terminal(
             hook, self.mj_task_id, poll_interval=self.poll_interval, deadline=deadline, on_progress=on_progress,
-            coalesce=self.coalesce,
+            coalesce=self.coalesce, visible_by=self.visible_by,
         )
         if task is None:
             return self._timeout_event(last_task[0] if last_task else None)
