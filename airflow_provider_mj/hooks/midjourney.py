@@ -77,7 +77,7 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
@@ -1453,7 +1453,7 @@ class MidjourneyHook(BaseHook):
 
     def wait_for_task(
         self, mj_task_id: str, *, poll_interval: float = 5.0, deadline: float | None = None,
-        visible_by: float | None = None,
+        visible_by: float | None = None, on_progress: Callable[[MidjourneyTask], None] | None = None,
     ) -> MidjourneyTask:
         """Poll a task until it finishes (blocking), logging each progress change.
 
@@ -1466,6 +1466,8 @@ class MidjourneyHook(BaseHook):
         :param deadline: give up at this time, in epoch seconds (``time.time() + 600``); None: no limit.
         :param visible_by: epoch seconds until which "no such task" means "not visible yet" rather
             than an error (a just-submitted job on a lagging relay); None: not found fails at once.
+        :param on_progress: called with the task whenever its status or progress changes (the
+            operators use it to publish the preview image for the "Midjourney image" link).
         :return: the task, in status SUCCESS.
         :raises MidjourneyTaskFailedError: the job ended in FAILURE or CANCEL (``fail_reason`` says why).
         :raises MidjourneyTimeoutError: the deadline passed first (the job may still finish).
@@ -1497,6 +1499,8 @@ class MidjourneyHook(BaseHook):
                 if seen != last_seen:
                     self.log.info("Midjourney task %s: %s %s", mj_task_id, seen[0], seen[1] or "")
                     last_seen = seen
+                    if on_progress is not None:
+                        on_progress(task)
                 outcome = task_outcome(task)
                 if outcome is TaskOutcome.SUCCEEDED:
                     return task

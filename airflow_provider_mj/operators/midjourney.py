@@ -334,8 +334,16 @@ class BaseMidjourneySubmitOperator(BaseOperator):
                 ),
                 method_name="execute_complete",
             )
+        shown: list[str] = []
+
+        def show_preview(task: MidjourneyTask) -> None:
+            # The "Midjourney image" link follows the job: the preview while it runs.
+            if task.image_url and task.image_url not in shown:
+                shown.append(task.image_url)
+                push_image_url(context["ti"], task.image_url)
+
         task = self.hook.wait_for_task(mj_task_id, poll_interval=self.poll_interval, deadline=deadline,
-                                       visible_by=self._job_state.visible_by)
+                                       visible_by=self._job_state.visible_by, on_progress=show_preview)
         return self._finish(context, task)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
