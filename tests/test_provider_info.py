@@ -53,3 +53,45 @@ def test_providers_manager_lists_the_provider_and_connection_type():
     assert hook_info is not None
     assert hook_info.hook_class_name == "airflow_provider_mj.hooks.midjourney.MidjourneyHook"
     assert hook_info.connection_id_attribute_name == "midjourney_conn_id"
+
+
+def test_airflow_cli_lists_the_provider_and_its_connection_type():
+    """What a user runs after ``pip install``: ``airflow providers list`` / ``airflow providers hooks``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    env = dict(os.environ)
+    listed = subprocess.run([airflow, "providers", "list"], capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "airflow-provider-mj" in listed.stdout
+    hooks = subprocess.run([airflow, "providers", "hooks"], capture_output=True, text=True, env=env, timeout=120)
+    assert hooks.returncode == 0, hooks.stderr[-2000:]
+    line = next(row for row in hooks.stdout.splitlines() if row.startswith("midjourney "))
+    assert "airflow_provider_mj.hooks.midjourney.MidjourneyHook" in line
+
+
+def test_a_plain_pip_install_ships_the_package_and_registers_the_provider(tmp_path):
+    """``pip install .`` (not editable): the wheel carries every module and the entry point."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "-q", "-w", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = tmp_path.glob("airflow_provider_mj-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for module in ("hooks/midjourney.py", "operators/midjourney.py", "sensors/midjourney.py",
+                   "triggers/midjourney.py", "emulator/app.py", "get_provider_info.py", "models.py"):
+        assert f"airflow_provider_mj/{module}" in names, module
+    entry_points = zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    assert "[apache_airflow_provider]" in entry_points
+    assert "provider_info = airflow_provider_mj.get_provider_info:get_provider_info" in entry_points
+    assert "mj-emulator = airflow_provider_mj.emulator.cli:main" in entry_points
+    assert not any(n.startswith(("tests/", "dags/")) for n in names)
