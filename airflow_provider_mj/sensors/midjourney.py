@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_mj.exceptions import MidjourneyTimeoutError
+from airflow_provider_mj.exceptions import MidjourneyNotFoundError, MidjourneyTimeoutError
 from airflow_provider_mj.links import MidjourneyImageLink, push_image_url
-from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, task_outcome
+from airflow_provider_mj.models import NOT_VISIBLE_GRACE_SECONDS, MidjourneyTask, TaskOutcome, task_outcome
 from airflow_provider_mj.operators.midjourney import CUSTOM_IDS_XCOM_KEY, as_mj_task_id
 from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger, task_failed_error, task_from_event
 
@@ -40,6 +40,11 @@ class MidjourneyTaskSensor(BaseSensorOperator):
     :param timeout: seconds before the sensor gives up (``AirflowSensorTimeout``); Airflow's
         sensor default (7 days) applies when not given.
     :param mode: ``poke`` (default) or ``reschedule``; ignored when deferrable.
+
+    A task the server does not know is reported as :class:`~airflow_provider_mj.exceptions.MidjourneyNotFoundError`,
+    but only once ``NOT_VISIBLE_GRACE_SECONDS`` (60 s) have passed since the sensor started: relays
+    show a job they just accepted only after their next refresh, so a sensor right behind a submit
+    (``wait_for_completion=False``) may read "not found" at first.
     """
 
     template_fields: Sequence[str] = ("mj_task_id",)
@@ -66,9 +71,30 @@ class MidjourneyTaskSensor(BaseSensorOperator):
 
         return MidjourneyHook(midjourney_conn_id=self.midjourney_conn_id)
 
+    def _visible_by(self, context: Context) -> float:
+        """Epoch seconds until which "no such task" means "not visible yet" (kept across reschedules)."""
+        if getattr(self, "_visible_by_at", None) is None:
+            started: float | None = None
+            if self.reschedule:
+                try:
+                    first = context["ti"].get_first_reschedule_date(context)
+                    started = first.timestamp() if first is not None else None
+                except Exception:  # an older task SDK: count from this poke
+                    started = None
+            self._visible_by_at = (started or time.time()) + NOT_VISIBLE_GRACE_SECONDS
+        return self._visible_by_at
+
     def poke(self, context: Context) -> bool | PokeReturnValue:
         mj_task_id = as_mj_task_id(self.mj_task_id)
-        task = self.hook.fetch_task(mj_task_id)
+        visible_by = self._visible_by(context)
+        try:
+            task = self.hook.fetch_task(mj_task_id)
+        except MidjourneyNotFoundError:
+            if time.time() >= visible_by:
+                raise
+            self.log.info("Midjourney task %s is not visible yet (relays show new jobs after their next "
+                          "refresh); poking again.", mj_task_id)
+            return False
         outcome = task_outcome(task)
         if outcome is TaskOutcome.FAILED:
             raise task_failed_error(task)
@@ -93,6 +119,7 @@ class MidjourneyTaskSensor(BaseSensorOperator):
                 midjourney_conn_id=self.midjourney_conn_id,
                 poll_interval=self.poke_interval,
                 deadline=time.time() + self.timeout,
+                visible_by=self._visible_by(context),
             ),
             method_name="execute_complete",
         )
