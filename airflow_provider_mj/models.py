@@ -368,9 +368,16 @@ class MidjourneyTask:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The task as the API returned it (JSON-serialisable), for XCom."""
+        """The task as the API returned it (JSON-serialisable), for XCom.
+
+        One change: ``id`` is always a string (some servers send it as a JSON number), so
+        ``task["id"]`` equals the ``mj_task_id`` XCom and can be passed on as is.
+        """
         if self.raw:
-            return dict(self.raw)
+            out = dict(self.raw)
+            if self.id:
+                out["id"] = self.id
+            return out
         return {
             "id": self.id, "action": self.action, "status": self.raw_status or self.status.value,
             "prompt": self.prompt, "promptEn": self.prompt_en, "description": self.description,

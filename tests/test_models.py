@@ -123,3 +123,9 @@ def test_submit_result_accepts_string_ids_and_null_result():
     assert ok.mj_task_id == "1320098173412546" and ok.queued and ok.number_of_queues == 2
     favorite = SubmitResult.from_api({"code": 1, "description": "ok", "result": None})
     assert favorite.mj_task_id is None and not favorite.needs_modal
+
+
+def test_numeric_ids_become_strings_in_the_returned_dict():
+    task = MidjourneyTask.from_api({"id": 1320098173412546, "status": "SUCCESS"})
+    assert task.id == "1320098173412546"
+    assert task.to_dict()["id"] == "1320098173412546"
