@@ -234,7 +234,9 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
 
     @submit_router.post("/action", **doc)
     async def action(body: ActionBody, request: Request) -> Response:
-        remix = bool(body.enableRemix) and not state.relay
+        # A relay passes remix upstream; the upstream task waits in MODAL, but the relay answers
+        # code 1 instead of 21 (PROTOCOL.md: "21 to 1 except for inpaint and custom zoom").
+        remix = bool(body.enableRemix)
         return submit(state.engine.action, body.taskId, body.customId, common(body, request), remix=remix)
 
     @submit_router.post("/blend", **doc)

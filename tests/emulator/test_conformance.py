@@ -344,10 +344,12 @@ def test_relay_task_buttons_still_carry_the_hash(relay):
     assert relay.press(task, "U1").json()["code"] == 1
 
 
-def test_relay_rewrites_remix_21_to_1_and_the_job_starts(relay):
+def test_relay_rewrites_remix_21_to_1_but_the_task_still_waits_in_modal(relay):
     task = relay.imagine_done()
     reply = relay.press(task, "V1", enableRemix=True).json()
     assert reply["code"] == 1
+    assert relay.get(f"task/{reply['result']}/fetch").json()["status"] == "MODAL"
+    assert relay.post("submit/modal", {"taskId": reply["result"], "prompt": "remixed"}).json()["code"] == 1
     child = relay.wait(reply["result"])
     assert child["status"] == "SUCCESS" and child["action"] == "VARIATION"
 

@@ -380,3 +380,20 @@ def test_favorite_creates_no_task_and_returns_none(request, mj_connection, run_d
 
     assert states(dr)["favorite"] == "success"
     assert xcom_value(dr, "favorite") is None
+
+
+@pytest.mark.parametrize("dialect", ["proxy", "relay"])
+def test_remix_variation_completes_the_modal_in_both_dialects(request, mj_connection, run_dag, dialect):
+    # A relay answers code 1 for a remix while the task waits in MODAL: the operator must notice.
+    mj_connection.configure(dialect=dialect)
+    with make_dag(unique_dag_id(request)) as dag:
+        imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
+        vary = MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3",
+                                        enable_remix=True, modal_prompt="a harbour at night", **FAST)
+        imagine >> vary
+    dr = run_dag(dag)
+
+    assert states(dr)["vary"] == "success"
+    varied = xcom_value(dr, "vary")
+    assert varied["action"] == "VARIATION" and varied["prompt"] == "a harbour at night"
+    assert mj_connection.counters()["submits"].get("modal") == 1
