@@ -19,6 +19,7 @@ from . import engine as eng
 from .engine import Accepted, Common, Engine, SubmitError, dumps
 from .faults import FaultInjector, apply_faults, install_log_filter
 from .images import ImageCache
+from .notify import Notifier
 from .settings import EmulatorSettings
 
 JSON = "application/json"
@@ -36,6 +37,8 @@ class EmulatorState:
         self.injector = FaultInjector(settings.faults)
         self.engine = Engine(settings, fail_job=self.injector.fail_job)
         self.images = ImageCache(settings.image_cache_bytes)
+        self.notifier = Notifier(self)
+        self.notify_base_url = settings.public_base_url or ""
 
     @property
     def relay(self) -> bool:
@@ -55,6 +58,7 @@ class EmulatorState:
 
     def reset(self) -> None:
         self.engine.reset()
+        self.notifier.reset()
         self.images.clear()
         self.injector.reseed(self.settings.faults)
 
@@ -72,6 +76,8 @@ class EmulatorState:
             "queued": self.engine.queued_count(),
             "images_cached": len(self.images),
             "image_cache_bytes": self.images.bytes,
+            "notifications": {"sent": self.notifier.sent, "failed": self.notifier.failed,
+                              "watched": len(self.notifier.watched)},
         }
 
 
@@ -192,6 +198,8 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
             raise AuthError(missing=not (auth or headers.get("mj-api-secret")))
 
     def common(body: SubmitBody, request: Request) -> Common:
+        if body.notifyHook:
+            state.notify_base_url = base_url(request)
         return Common(state=body.state, notify_hook=body.notifyHook, bot_type=body.botType,
                       account_filter=body.accountFilter, mode=mode_of(request))
 
@@ -222,6 +230,9 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
             counters.submit_codes[str(err.code)] += 1
             return error_response(err)
         counters.submit_codes[str(acc.code)] += 1
+        job = state.engine.get(acc.task_id) if acc.task_id else None
+        if job is not None and job.common.notify_hook:
+            state.notifier.watch(acc.task_id, state.notify_base_url)
         return accepted_response(acc)
 
     # -- submit ---------------------------------------------------------------------------------
