@@ -104,6 +104,22 @@ class MidjourneyTaskFailedError(MidjourneyFatalError):
         self.fail_reason = fail_reason or ""
         super().__init__(message, **kwargs)
 
+    @classmethod
+    def for_task(cls, task: Any, prompt: str | None = None) -> MidjourneyTaskFailedError:
+        """The error for a task (a ``MidjourneyTask``) that ended in FAILURE or CANCEL.
+
+        The one wording used by the blocking wait, the trigger and the sensor.
+        """
+        status = task.raw_status or task.status.value
+        reason = task.fail_reason or ("cancelled" if status.upper() == "CANCEL" else "no failReason given")
+        return cls(
+            f"Midjourney task {task.id} ended in {status}: {reason}. "
+            "Fix the prompt or inputs and run the task again (a failed job is not retried).",
+            fail_reason=task.fail_reason or reason,
+            mj_task_id=task.id,
+            prompt=prompt or task.prompt or None,
+        )
+
 
 class MidjourneyModalRequiredError(MidjourneyFatalError):
     """Code 21: the action needs ``/submit/modal`` input (a prompt and/or a mask) that was not given."""

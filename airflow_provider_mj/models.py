@@ -43,10 +43,6 @@ class TaskStatus(str, enum.Enum):
         """True when the task will not change any more (SUCCESS, FAILURE, CANCEL)."""
         return self in _TERMINAL
 
-    @property
-    def is_success(self) -> bool:
-        return self is TaskStatus.SUCCESS
-
 
 _TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
 
@@ -220,6 +216,17 @@ def parse_custom_id(custom_id: str) -> ParsedCustomId | None:
             index = int(groups["n"]) if groups.get("n") else 0
             return ParsedCustomId(kind=kind, index=index, message_hash=groups.get("hash"))
     return None
+
+
+def can_open_modal(custom_id: str, enable_remix: bool | None = False) -> bool:
+    """Whether pressing ``custom_id`` can leave a task waiting in MODAL (always, or with remix).
+
+    An unknown customId may, when remix is asked for: we cannot tell, so we assume it can.
+    """
+    parsed = parse_custom_id(custom_id)
+    if parsed is None:
+        return bool(enable_remix)
+    return parsed.kind.always_modal or (parsed.kind.remixable and bool(enable_remix))
 
 
 def build_custom_id(kind_name: str, message_hash: str, index: int = 1) -> str:

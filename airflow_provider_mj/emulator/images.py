@@ -18,7 +18,6 @@ import struct
 import zlib
 from collections import OrderedDict
 
-KINDS = ("grid", "grid-preview", "single", "single-preview")
 MAX_SIDE = 2048
 _NAME = re.compile(r"^(?P<seed>[0-9a-f]{16})_(?P<kind>grid|grid-preview|single|single-preview)_(?P<w>\d{1,4})x(?P<h>\d{1,4})\.png$")
 

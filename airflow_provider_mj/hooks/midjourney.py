@@ -104,7 +104,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyValidationError,
 )
 from airflow_provider_mj.get_provider_info import CONNECTION_FIELDS
-from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
+from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, can_open_modal, task_outcome
 
 if TYPE_CHECKING:
     import aiohttp
@@ -119,7 +119,6 @@ DEFAULT_CONN_ID = "midjourney_default"
 EXTRA_PREFIX = "extra__midjourney__"
 AUTH_BEARER = "bearer"
 AUTH_MJ_API_SECRET = "mj-api-secret"
-SPEED_MODES = ("fast", "relax", "turbo")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _USER_AGENT = "airflow-provider-mj"
 
@@ -1278,7 +1277,9 @@ class MidjourneyHook(BaseHook):
         :param choose_same_channel: run on the same Discord channel as the parent (trueai servers).
         :param state: a tag (<= 255 characters) the server echoes on the task.
         :param notify_hook: an http(s) callback URL (optional).
-        :return: the accepted job; ``needs_modal`` is True for code 21 (call :meth:`modal`).
+        :return: the accepted job; ``needs_modal`` is True for code 21 (call :meth:`modal`). A code
+            21 for a button that cannot open a modal is midjourney-proxy's "task already exists":
+            it is returned as an accepted job (code 1) naming that existing task.
         """
         mj_task_id = inputs.validate_mj_task_id(mj_task_id)
         custom_id = inputs.validate_custom_id(custom_id)
@@ -1293,7 +1294,16 @@ class MidjourneyHook(BaseHook):
             "chooseSameChannel": choose_same_channel, "state": common["state"],
             "notifyHook": common["notifyHook"],
         }
-        return self._submit("action", body, mj_task_id=mj_task_id)
+        result = self._submit("action", body, mj_task_id=mj_task_id)
+        if (result.needs_modal and result.mj_task_id and not can_open_modal(custom_id, enable_remix)
+                and str(result.properties.get("status") or "").upper() != "MODAL"):
+            # novicezk's midjourney-proxy answers 21 ("task already exists") when the same button of
+            # the same task is pressed again; ``result`` is that earlier task, not a MODAL one.
+            self.log.info("Midjourney answered code 21 for %s: task %s already exists (%s); it is that job.",
+                          custom_id, result.mj_task_id, result.properties.get("status") or "status not given")
+            return SubmitResult(code=SubmitResult.SUBMITTED, description=result.description,
+                                mj_task_id=result.mj_task_id, properties=result.properties)
+        return result
 
     def blend(
         self,
@@ -1505,13 +1515,7 @@ class MidjourneyHook(BaseHook):
                 if outcome is TaskOutcome.SUCCEEDED:
                     return task
                 if outcome is TaskOutcome.FAILED:
-                    reason = task.fail_reason or ("cancelled" if task.status.value == "CANCEL" else "no reason given")
-                    raise MidjourneyTaskFailedError(
-                        f"Midjourney job {mj_task_id} ended in {task.raw_status or task.status.value}: {reason}. "
-                        "Fix the prompt or inputs and run the task again (a failed job is not retried).",
-                        fail_reason=task.fail_reason or reason, mj_task_id=mj_task_id,
-                        prompt=task.prompt or None,
-                    )
+                    raise MidjourneyTaskFailedError.for_task(task)
             now = time.time()
             if deadline is not None and now >= deadline:
                 where = f"still {last_seen[0]} {last_seen[1]}".rstrip() if last_seen else "never read"

@@ -44,7 +44,7 @@ from airflow_provider_mj.models import (
     SubmitResult,
     TaskOutcome,
     TaskStatus,
-    parse_custom_id,
+    can_open_modal,
     task_outcome,
 )
 from airflow_provider_mj.triggers.midjourney import DEFAULT_MAX_WAIT, MidjourneyTaskTrigger, task_from_event
@@ -552,13 +552,6 @@ class MidjourneyActionOperator(BaseMidjourneySubmitOperator):
     #: Longest time (seconds) to look for a MODAL task after a code-1 answer that may hide a code 21.
     MODAL_PROBE_SECONDS = 30.0
 
-    def _may_open_modal(self, custom_id: str) -> bool:
-        """Whether pressing ``custom_id`` can leave a task waiting in MODAL (always, or with remix)."""
-        parsed = parse_custom_id(custom_id)
-        if parsed is None:
-            return bool(self.enable_remix)
-        return parsed.kind.always_modal or (parsed.kind.remixable and bool(self.enable_remix))
-
     def _waits_in_modal(self, mj_task_id: str) -> bool:
         """Whether a task accepted with code 1 actually waits in status MODAL.
 
@@ -588,15 +581,7 @@ class MidjourneyActionOperator(BaseMidjourneySubmitOperator):
             self._parent_id, custom_id, enable_remix=self.enable_remix,
             choose_same_channel=self.choose_same_channel, state=self.state, notify_hook=self.notify_hook,
         )
-        if (result.needs_modal and result.mj_task_id and not self._may_open_modal(custom_id)
-                and str(result.properties.get("status") or "").upper() != "MODAL"):
-            # novicezk's midjourney-proxy answers 21 ("task already exists") when the same button of
-            # the same task is pressed again; ``result`` is that earlier task, not a MODAL one.
-            self.log.info("Midjourney answered code 21 for %s: task %s already exists (%s); waiting for it.",
-                          custom_id, result.mj_task_id, result.properties.get("status") or "status not given")
-            return SubmitResult(code=SubmitResult.SUBMITTED, description=result.description,
-                                mj_task_id=result.mj_task_id, properties=result.properties)
-        if (result.mj_task_id and not result.needs_modal and self._may_open_modal(custom_id)
+        if (result.mj_task_id and not result.needs_modal and can_open_modal(custom_id, self.enable_remix)
                 and self._waits_in_modal(result.mj_task_id)):
             self.log.info("Midjourney answered code %s, but task %s waits in MODAL (a relay rewrote code 21).",
                           result.code, result.mj_task_id)

@@ -40,15 +40,8 @@ EVENT_ERROR = "error"
 
 
 def task_failed_error(task: MidjourneyTask, prompt: str | None = None) -> MidjourneyTaskFailedError:
-    """The error for a task that ended in FAILURE or CANCEL, carrying its ``failReason``."""
-    reason = task.fail_reason or "no failReason given"
-    return MidjourneyTaskFailedError(
-        f"Midjourney task {task.id} ended in {task.raw_status or task.status.value}: {reason}. "
-        "Fix the prompt or inputs and run the task again (a failed job is not retried).",
-        fail_reason=task.fail_reason,
-        mj_task_id=task.id,
-        prompt=prompt or task.prompt or None,
-    )
+    """The error for a task that ended in FAILURE or CANCEL (see ``MidjourneyTaskFailedError.for_task``)."""
+    return MidjourneyTaskFailedError.for_task(task, prompt)
 
 
 def task_from_event(event: dict[str, Any] | None) -> MidjourneyTask:

@@ -140,3 +140,17 @@ def test_same_button_pressed_twice_reuses_the_existing_task(request, relay, run_
     assert states(dr) == {"imagine": "success", "first": "success", "again": "success"}
     assert xcom_value(dr, "again")["id"] == xcom_value(dr, "first")["id"]
     assert relay.counters()["submits"] == {"imagine": 1, "action": 1, "existed": 1}
+
+
+@pytest.mark.parametrize("relay_profile", ["proxy_existed_21"], indirect=True)
+def test_hook_action_reads_code_21_task_exists_as_the_existing_job(relay):
+    # Every caller of the hook gets this reading, not only the action operator.
+    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+
+    with MidjourneyHook() as hook:
+        grid = hook.wait_for_task(hook.imagine("pressed twice").mj_task_id, poll_interval=0.05,
+                                  deadline=time.time() + 15)
+        first = hook.action(grid.id, "U1")
+        again = hook.action(grid.id, "U1")
+    assert not again.needs_modal
+    assert again.mj_task_id == first.mj_task_id
