@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from airflow_provider_mj import __version__
 
+#: Shown by Airflow's Providers page and ``GET /api/v2/providers`` (which fails without it).
+DOCUMENTATION_URL = "https://github.com/airflow-provider-mj/airflow-provider-mj/blob/main/docs/index.md"
+
 #: Extra fields of a ``midjourney`` connection, with their defaults. The hook reads the same table.
 CONNECTION_FIELDS: dict[str, dict] = {
     "auth_header": {
@@ -48,6 +51,7 @@ def get_provider_info() -> dict:
         "description": "Midjourney task API (/mj/... relays and midjourney-proxy servers): "
         "imagine, action, blend, describe, modal, shorten, with a deferrable sensor and trigger.",
         "versions": [__version__],
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
             {
                 "integration-name": "Midjourney",

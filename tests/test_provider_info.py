@@ -87,7 +87,8 @@ def test_a_plain_pip_install_ships_the_package_and_registers_the_provider(tmp_pa
     (wheel,) = tmp_path.glob("airflow_provider_mj-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("hooks/midjourney.py", "operators/midjourney.py", "sensors/midjourney.py",
-                   "triggers/midjourney.py", "emulator/app.py", "get_provider_info.py", "models.py"):
+                   "triggers/midjourney.py", "emulator/app.py", "get_provider_info.py", "models.py",
+                   "py.typed"):
         assert f"airflow_provider_mj/{module}" in names, module
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
@@ -95,3 +96,31 @@ def test_a_plain_pip_install_ships_the_package_and_registers_the_provider(tmp_pa
     assert "provider_info = airflow_provider_mj.get_provider_info:get_provider_info" in entry_points
     assert "mj-emulator = airflow_provider_mj.emulator.cli:main" in entry_points
     assert not any(n.startswith(("tests/", "dags/")) for n in names)
+
+
+def test_providers_rest_api_describes_the_provider_with_its_documentation_url():
+    """Airflow's ``GET /api/v2/providers`` (the UI's Providers page) reads ``documentation-url``
+    from every provider's metadata and fails for all providers when one lacks it."""
+    _distribution()
+    from airflow.api_fastapi.core_api.services.public.providers import _provider_mapper
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_mj.get_provider_info import DOCUMENTATION_URL
+
+    response = _provider_mapper(ProvidersManager().providers["airflow-provider-mj"])
+    assert response.package_name == "airflow-provider-mj"
+    assert response.documentation_url == DOCUMENTATION_URL
+    urls = dict(entry.split(", ", 1) for entry in metadata.distribution("airflow-provider-mj").metadata.get_all("Project-URL"))
+    assert urls["Documentation"] == DOCUMENTATION_URL
+
+
+def test_distribution_metadata_is_that_of_an_airflow_provider():
+    meta = _distribution().metadata
+    classifiers = meta.get_all("Classifier")
+    assert "Framework :: Apache Airflow" in classifiers
+    assert "Framework :: Apache Airflow :: Provider" in classifiers
+    urls = dict(entry.split(", ", 1) for entry in meta.get_all("Project-URL"))
+    assert set(urls) >= {"Documentation", "Source", "Changelog"}
+    requires = [r for r in meta.get_all("Requires-Dist") if r.startswith("apache-airflow") and "extra" not in r]
+    assert requires == ["apache-airflow>=3.3"]
+    assert (Path(__file__).resolve().parent.parent / "airflow_provider_mj" / "py.typed").exists()
