@@ -1,0 +1,445 @@
+"""Reading replies: the one function that turns an HTTP reply into a result or an error.
+
+:func:`interpret_response` turns ``(HTTP status, headers, body)`` into a result or a
+:class:`~airflow_provider_mj.exceptions.MidjourneyError`, for the sync and async paths alike. It
+looks only at the HTTP status and the ``code`` field (an int, or a relay's string name such as
+``"task_not_found"``), never at the free-text ``description``, which servers write in any
+language. Both dialects are read here: midjourney-proxy servers (HTTP 200 with the error in
+``code``) and relays (HTTP 4xx with ``{"description", "type", "code"}``); the code tables below
+say what each code means.
+
+A submit whose reply cannot prove the job was refused is reported as
+:class:`~airflow_provider_mj.exceptions.MidjourneySubmitUncertainError` (see
+:func:`uncertain_error`): the transport never sends it again.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Any
+
+from airflow_provider_mj.exceptions import (
+    MidjourneyAuthError,
+    MidjourneyBannedPromptError,
+    MidjourneyError,
+    MidjourneyNotFoundError,
+    MidjourneyQueueFullError,
+    MidjourneyRateLimitError,
+    MidjourneyServerError,
+    MidjourneySubmitUncertainError,
+    MidjourneyValidationError,
+)
+from airflow_provider_mj.hooks.connection import DEFAULT_CONN_ID
+from airflow_provider_mj.models import MidjourneyTask, SubmitResult
+
+#: Relay error names (string ``code``) by the error they mean. Anything else is judged by status.
+_NAMED_CODES: dict[str, str] = {
+    "task_not_found": "not_found",
+    "prompt_is_required": "validation",
+    "quota_not_enough": "auth",
+    "insufficient_user_quota": "auth",
+    "pre_consume_token_quota_failed": "auth",
+    "user_quota_not_enough": "auth",
+    "token_quota_not_enough": "auth",
+    "access_denied": "auth",
+    "unauthorized": "auth",
+    "invalid_api_key": "auth",
+    "queue_full": "queue_full",
+    "banned_prompt": "banned",
+    "sensitive_words_detected": "banned",
+    "get_channel_failed": "unavailable",
+    "no_available_channel": "unavailable",
+    "model_not_found": "unavailable",
+    "rate_limit_exceeded": "rate_limit",
+    "do_request_failed": "lost",
+    "read_response_body_failed": "lost",
+    "unmarshal_response_body_failed": "lost",
+    "bad_response_status_code": "lost",
+}
+_INT_CODES: dict[int, str] = {3: "not_found", 4: "validation", 9: "queue_full", 23: "queue_full", 24: "banned"}
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What a request was for, for error messages; ``secret`` (hidden from repr) is only blanked out."""
+
+    kind: str  # "submit", "task", "tasks", "seed", "download"
+    route: str
+    conn_id: str = DEFAULT_CONN_ID
+    mj_task_id: str | None = None
+    prompt: str | None = None
+    secret: str | None = field(default=None, repr=False)
+
+    @property
+    def is_submit(self) -> bool:
+        return self.kind == "submit"
+
+    @property
+    def what(self) -> str:
+        """The request in words, for messages: "submit to /mj/submit/imagine", "image download"..."""
+        if self.kind == "submit":
+            return f"submit to /mj/{self.route}"
+        return f"request to /mj/{self.route}" if self.kind != "download" else "image download"
+
+    def scrub(self, text: str | None) -> str:
+        text = "" if text is None else str(text)
+        if self.secret and self.secret in text:
+            text = text.replace(self.secret, "***")
+        return text
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, val in headers.items():
+            if str(key).lower() == lowered:
+                return val
+    return value
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/bad."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def body_snippet(body: bytes, ctx: RequestContext, limit: int = 60) -> str:
+    """The start of a reply body, scrubbed of the key and of control characters, for a message."""
+    text = body[: limit * 4].decode("utf-8", errors="replace")
+    text = " ".join(ctx.scrub(text).split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+_NO_JSON = object()
+
+
+def _decode_json(body: bytes) -> Any:
+    if not body or not body.strip():
+        return _NO_JSON
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return _NO_JSON
+
+
+def _envelope_parts(data: Any) -> tuple[Any, str, dict[str, Any]]:
+    """(code, description, properties) of a JSON error/submit envelope in either dialect."""
+    if not isinstance(data, dict):
+        return None, "", {}
+    code = data.get("code")
+    description = data.get("description")
+    error = data.get("error")
+    if isinstance(error, dict):
+        if code is None:
+            code = error.get("code")
+        description = description or error.get("message")
+    elif isinstance(error, str) and not description:
+        description = error
+    if not description:
+        description = data.get("message") or data.get("msg") or ""
+    properties = data.get("properties")
+    return code, str(description or ""), dict(properties) if isinstance(properties, dict) else {}
+
+
+def _code_meaning(code: Any) -> tuple[int | None, str | None]:
+    """(numeric code, meaning) of a ``code`` field; numeric strings count as numbers."""
+    if code is None or isinstance(code, bool):
+        return None, None
+    if isinstance(code, (int, float)):
+        number = int(code)
+        return number, _INT_CODES.get(number)
+    text = str(code).strip()
+    if re.fullmatch(r"-?\d+", text):
+        number = int(text)
+        return number, _INT_CODES.get(number)
+    name = text.lower()
+    meaning = _NAMED_CODES.get(name)
+    if meaning is None:
+        if name.endswith("_not_found"):
+            meaning = "not_found"
+        elif name.endswith(("_is_required", "_invalid")) or name.startswith("invalid_"):
+            meaning = "validation"
+        elif "quota" in name:
+            meaning = "auth"
+        elif "banned" in name or "sensitive" in name:
+            meaning = "banned"
+    return None, meaning
+
+
+def uncertain_error(ctx: RequestContext, reason: str, **kw: Any) -> MidjourneySubmitUncertainError:
+    """The error for a submit the server may have accepted: never retried, says how to find the job."""
+    return MidjourneySubmitUncertainError(
+        f"The {ctx.what} may have been accepted: {reason}. It was not retried, because submitting "
+        "again could create (and bill) the same job twice. Before submitting again, look for the job: "
+        "if you set `state`, check the tasks of this account for that tag (the server echoes it on the "
+        "task), or ask the server's operator.",
+        prompt=ctx.prompt,
+        mj_task_id=ctx.mj_task_id,
+        **kw,
+    )
+
+
+def _error_for_meaning(
+    meaning: str | None,
+    *,
+    ctx: RequestContext,
+    code: Any,
+    http_status: int,
+    description: str,
+    properties: dict[str, Any],
+    retry_after: float | None = None,
+) -> MidjourneyError:
+    num = code if isinstance(code, int) else None
+    code_text = f"code {code!r}" if code is not None else f"HTTP {http_status}"
+    kw: dict[str, Any] = {
+        "code": num,
+        "http_status": http_status,
+        "description": ctx.scrub(description),
+        "mj_task_id": ctx.mj_task_id,
+        "prompt": ctx.prompt,
+        "properties": properties,
+    }
+    if meaning == "not_found":
+        if ctx.kind == "submit" and ctx.route in ("submit/imagine", "submit/blend", "submit/describe", "submit/shorten"):
+            hint = "the server has no Midjourney account available for this job (code 3); try again later or ask its operator"
+        elif ctx.mj_task_id:
+            hint = (
+                f"task {ctx.mj_task_id} does not exist on this server; check the id and that the connection "
+                "points at the server (and speed mode) that created it"
+            )
+        else:
+            hint = "the server has no such task"
+        return MidjourneyNotFoundError(f"Not found ({code_text}): {hint}.", **kw)
+    if meaning == "validation":
+        hint = ""
+        if ctx.route == "submit/action":
+            # The usual causes: a customId copied from another task, or a parent not finished.
+            hint = (" Check that the customId is one of the parent task's buttons (or pass a label such as "
+                    "'U1') and that the parent task ended in SUCCESS.")
+        return MidjourneyValidationError(
+            f"The server rejected the {ctx.what} as invalid ({code_text}). Fix the input; retrying will not help."
+            + hint,
+            **kw,
+        )
+    if meaning == "queue_full":
+        return MidjourneyQueueFullError(
+            f"The Midjourney queue is full ({code_text}). Try again later, or run fewer jobs at once "
+            "(an Airflow pool on the Midjourney tasks does that).",
+            **kw,
+        )
+    if meaning == "banned":
+        word = properties.get("bannedWord") or properties.get("banned_word")
+        return MidjourneyBannedPromptError(
+            "The prompt was refused because it contains a banned word"
+            + (f" ({word!r})" if word else "")
+            + ". Rephrase the prompt without it; retrying will not help.",
+            banned_word=str(word) if word else None,
+            **kw,
+        )
+    if meaning == "auth":
+        return MidjourneyAuthError(
+            f"The server refused the API key ({code_text}): it is missing, wrong, or has no access or quota. "
+            f"Check the password (API key) of connection {ctx.conn_id!r} and its auth_header "
+            "('bearer' for relays, 'mj-api-secret' for midjourney-proxy servers).",
+            **kw,
+        )
+    if meaning == "rate_limit":
+        return MidjourneyRateLimitError(
+            f"The server is rate limiting requests ({code_text}). Run fewer Midjourney tasks at once "
+            "(an Airflow pool) or raise max_retries/retry_max_wait on the connection.",
+            retry_after=retry_after,
+            **kw,
+        )
+    if meaning == "lost" and ctx.is_submit:
+        return uncertain_error(ctx, f"the relay lost its upstream's reply ({code_text})", **{
+            k: v for k, v in kw.items() if k not in ("mj_task_id", "prompt")})
+    if meaning in ("unavailable", "lost"):
+        err = MidjourneyServerError(
+            f"The server could not serve the {ctx.what} ({code_text}). This is usually temporary; "
+            "Airflow's retries will try again.",
+            **kw,
+        )
+        err.not_accepted = meaning == "unavailable"  # type: ignore[attr-defined]
+        return err
+    if 400 <= http_status < 500:
+        return MidjourneyValidationError(
+            f"The server refused the {ctx.what} ({code_text}, HTTP {http_status}). Check the input; "
+            "retrying will not help.",
+            **kw,
+        )
+    if ctx.is_submit and 200 <= http_status < 300:
+        return uncertain_error(ctx, f"the server answered an unknown {code_text}", **{
+            k: v for k, v in kw.items() if k not in ("mj_task_id", "prompt")})
+    return MidjourneyServerError(f"The server answered the {ctx.what} with an unexpected {code_text}.", **kw)
+
+
+def interpret_response(
+    kind: str,
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes | None,
+    *,
+    route: str,
+    conn_id: str = DEFAULT_CONN_ID,
+    mj_task_id: str | None = None,
+    prompt: str | None = None,
+    secret: str | None = None,
+) -> Any:
+    """Turn one HTTP reply into a result, or raise the matching :class:`MidjourneyError`.
+
+    Both dialects are understood: midjourney-proxy servers (HTTP 200 with the error in ``code``,
+    404 + code 3 for a missing task) and relays (HTTP 400 with ``{"description", "type", "code"}``,
+    ``code`` an int or a name such as ``"task_not_found"``). Only the status and ``code`` decide;
+    descriptions are passed through to the error text, never parsed.
+
+    :param kind: ``"submit"`` (returns :class:`SubmitResult`), ``"task"`` (a
+        :class:`MidjourneyTask`), ``"tasks"`` (a list of them) or ``"seed"`` (the seed string).
+    :param status: the HTTP status code.
+    :param headers: the reply headers (only ``Retry-After`` and ``Content-Type`` are read).
+    :param body: the raw reply body.
+    :param route: the route relative to ``/mj`` (for messages), e.g. ``"submit/imagine"``.
+    :param conn_id: the connection id (for messages).
+    :param mj_task_id: the task the request was about, if any (for messages and errors).
+    :param prompt: the prompt sent, if any (for messages and errors).
+    :param secret: a string to blank out of any server text quoted in an error (the API key).
+    """
+    ctx = RequestContext(kind=kind, route=route, conn_id=conn_id, mj_task_id=mj_task_id, prompt=prompt, secret=secret)
+    body = body or b""
+    data = _decode_json(body)
+    code, description, properties = _envelope_parts(data) if data is not _NO_JSON else (None, "", {})
+    if data is _NO_JSON and body.strip() and status >= 400:
+        description = body_snippet(body, ctx, 120)  # plain-text error bodies (trueai's 401)
+    num, meaning = _code_meaning(code)
+    shown_code = num if num is not None else code
+    common = {"ctx": ctx, "code": shown_code, "http_status": status, "description": description,
+              "properties": properties}
+
+    if status in (401, 403):
+        return_err = _error_for_meaning("auth", **common)
+        raise return_err
+    if status == 429:
+        retry_after = parse_retry_after(_header(headers, "Retry-After"))
+        err = _error_for_meaning("rate_limit", retry_after=retry_after, **{**common, "code": None})
+        raise err
+    empty = data is None or (data is _NO_JSON and not body.strip())
+    if 200 <= status < 300 and kind in ("task", "tasks") and (status == 204 or empty):
+        # Unknown id: ``null`` (Java servers: an empty 200), or 204, depending on the server.
+        if kind == "task":
+            raise _error_for_meaning("not_found", **common)
+        return []
+    if status == 404:
+        if meaning in (None, "not_found") and kind in ("task", "seed") or meaning == "not_found":
+            raise _error_for_meaning("not_found", **common)
+        if meaning is not None:
+            raise _error_for_meaning(meaning, **common)
+        raise MidjourneyNotFoundError(
+            f"The server has no route /mj/{route} (HTTP 404). Check the Base URL of connection {conn_id!r} "
+            "(the relay's host, with or without /mj) and its speed_mode.",
+            http_status=404, description=ctx.scrub(description), mj_task_id=mj_task_id, prompt=prompt,
+        )
+    if status == 413:
+        raise MidjourneyValidationError(
+            "The request is too large for the server (HTTP 413). Use smaller or fewer images.",
+            http_status=413, mj_task_id=mj_task_id, prompt=prompt,
+        )
+    if status >= 500:
+        if meaning in ("queue_full",):
+            raise _error_for_meaning(meaning, **common)
+        if kind == "submit" and status != 503:
+            raise uncertain_error(ctx, f"the server failed with HTTP {status} after receiving it",
+                             http_status=status, description=ctx.scrub(description), code=num)
+        err = MidjourneyServerError(
+            f"The Midjourney server failed the {ctx.what} (HTTP {status}). This is usually temporary; "
+            "it was retried and Airflow's task retries will try again.",
+            http_status=status, code=num, description=ctx.scrub(description), mj_task_id=mj_task_id, prompt=prompt,
+        )
+        err.not_accepted = status == 503  # type: ignore[attr-defined]
+        raise err
+    if data is _NO_JSON:
+        content_type = (_header(headers, "Content-Type") or "no content type").split(";")[0].strip()
+        shown = body_snippet(body, ctx) if body.strip() else "an empty body"
+        if kind == "submit" and 200 <= status < 300:
+            raise uncertain_error(ctx, f"its reply (HTTP {status}, {content_type}) was not JSON: {shown!r}",
+                             http_status=status)
+        raise MidjourneyServerError(
+            f"The server's reply to the {ctx.what} was not JSON (HTTP {status}, {content_type}): {shown!r}. "
+            f"If this persists, check the Base URL of connection {conn_id!r}: it must be the API server, "
+            "not a web page.",
+            http_status=status, mj_task_id=mj_task_id, prompt=prompt,
+        )
+    if status >= 300 or status < 200:
+        raise _error_for_meaning(meaning, **common)
+
+    # 2xx with JSON.
+    if kind == "submit":
+        if num in (SubmitResult.SUBMITTED, SubmitResult.MODAL, SubmitResult.QUEUED) and isinstance(data, dict):
+            return SubmitResult.from_api({**data, "code": num})
+        if code is None:
+            raise uncertain_error(ctx, f"its reply (HTTP {status}) has no 'code' field", http_status=status)
+        raise _error_for_meaning(meaning, **common)
+    if kind == "task":
+        if isinstance(data, dict) and ("id" in data or "status" in data):
+            task = MidjourneyTask.from_api(data)
+            if not task.id and mj_task_id:
+                task.id = mj_task_id
+            return task
+        if isinstance(data, dict) and code is not None:
+            raise _error_for_meaning(meaning, **common)
+        raise MidjourneyServerError(
+            f"The server's reply to the {ctx.what} is not a task object.", http_status=status,
+            mj_task_id=mj_task_id,
+        )
+    if kind == "tasks":
+        if data is None:
+            return []
+        if isinstance(data, list):
+            return [MidjourneyTask.from_api(item) for item in data if isinstance(item, dict)]
+        if isinstance(data, dict) and code is not None and num != 1:
+            raise _error_for_meaning(meaning, **common)
+        if isinstance(data, dict):
+            for key in ("result", "data", "list", "tasks"):
+                if isinstance(data.get(key), list):
+                    return [MidjourneyTask.from_api(item) for item in data[key] if isinstance(item, dict)]
+        raise MidjourneyServerError(
+            f"The server's reply to the {ctx.what} is not a list of tasks.", http_status=status
+        )
+    if kind == "seed":
+        if num == 1 and isinstance(data, dict) and data.get("result") not in (None, ""):
+            return str(data["result"])
+        if num == 1:
+            raise MidjourneyNotFoundError("The server returned no seed for this task.", code=1,
+                                          http_status=status, mj_task_id=mj_task_id)
+        if code is None and isinstance(data, (str, int)):
+            return str(data)
+        raise _error_for_meaning(meaning if meaning else None, **common)
+    raise ValueError(f"unknown reply kind {kind!r}")  # pragma: no cover - programming error
+

@@ -1,0 +1,518 @@
+"""Transport: sending requests, sync (requests) and async (aiohttp), and the retry policy.
+
+:class:`MidjourneyBaseHook` reads the connection, owns the HTTP sessions and sends every request
+of :class:`~airflow_provider_mj.hooks.midjourney.MidjourneyHook`, which adds only the API
+methods (the Databricks provider splits ``databricks_base`` from ``databricks`` the same way).
+Blocking calls use one :class:`requests.Session` per hook; the trigger's async calls use one
+:class:`aiohttp.ClientSession` per connection and event loop, shared by every hook of that
+connection on that loop. Replies are read by :func:`~airflow_provider_mj.hooks.replies.interpret_response`.
+
+Retry policy
+------------
+Every call is retried inside the hook, up to the connection's ``max_retries`` times, with
+exponential backoff and jitter between ``retry_min_wait`` and ``retry_max_wait`` seconds. On
+HTTP 429 the server's ``Retry-After`` (seconds or an HTTP date) is honoured, capped at
+``retry_max_wait`` so a task never sleeps longer than its owner allowed.
+
+*Reads* (fetch, list-by-condition, image-seed, image downloads) are idempotent and are retried on
+HTTP 429, any 5xx, replies that are not JSON, and any connection failure (refused, reset,
+dropped, timed out).
+
+*Submits* (imagine, action, blend, describe, modal, shorten) cost money and create jobs, so they
+are retried only when the server **cannot have accepted the job**:
+
+- the connection could not be made (refused, DNS failure, TLS handshake failure, connect
+  timeout) or was broken while the request was still being written (broken pipe): the server
+  never received a complete request;
+- HTTP 429: rate limiters reject a request before it reaches the application;
+- HTTP 503: "service unavailable" / "no channel available" is answered before a job is created;
+- code 23 (queue full) or code 9 (system busy; trueai also uses it for queue full), and relay
+  errors meaning "no upstream channel": the server answered that it did not take the job.
+
+Every other failure after the request was sent is ambiguous: a read timeout, a connection reset
+or closed before the reply, HTTP 500/502/504 (a gateway may have forwarded the job upstream and
+then lost the answer), a 2xx reply that is not the JSON envelope, or a relay error saying it
+could not read its upstream's reply. Those are **never retried**: the hook raises
+:class:`~airflow_provider_mj.exceptions.MidjourneySubmitUncertainError`, which also stops
+Airflow's own task retries (it is a fatal error), because submitting again could pay for the
+same job twice. Tag submits with ``state`` so such a job can be found afterwards.
+
+A rare case remains: a pooled keep-alive connection that the server closed at the very moment
+a submit was written looks like a lost reply, and is reported as uncertain too (urllib3 drops
+connections it can see are closed before reusing them, which makes this a narrow race).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_mj.exceptions import (
+    MidjourneyConfigurationError,
+    MidjourneyConnectionError,
+    MidjourneyError,
+    MidjourneyNotFoundError,
+    MidjourneyQueueFullError,
+    MidjourneyRateLimitError,
+    MidjourneyServerError,
+    MidjourneySubmitUncertainError,
+)
+from airflow_provider_mj.hooks.connection import (
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    USER_AGENT,
+    MidjourneyConnectionConfig,
+    is_connection_not_found,
+    missing_connection_error,
+    parse_connection,
+)
+from airflow_provider_mj.hooks.replies import RequestContext, body_snippet, interpret_response, uncertain_error
+
+if TYPE_CHECKING:
+    import aiohttp
+    import requests
+
+    from airflow.sdk import Connection
+
+
+def _connection_error(ctx: RequestContext, err: BaseException, *, sent: bool, timed_out: bool) -> MidjourneyError:
+    """A transport failure as a MidjourneyError (uncertain when a submit may have been received)."""
+    kind = type(err).__name__
+    if ctx.is_submit and sent:
+        what = "no reply came before the timeout" if timed_out else f"the connection broke before the reply ({kind})"
+        return uncertain_error(ctx, what)
+    if timed_out:
+        msg = (f"The {ctx.what} timed out ({kind}). Raise the connection's 'timeout' extra if the server is "
+               "slow, or check that it is reachable.")
+    elif not sent:
+        msg = (f"Could not connect to the Midjourney server for the {ctx.what} ({kind}). Check the Base URL "
+               f"of connection {ctx.conn_id!r} and that the server is reachable from the worker.")
+    else:
+        msg = f"The connection to the Midjourney server broke during the {ctx.what} ({kind})."
+    out = MidjourneyConnectionError(msg, mj_task_id=ctx.mj_task_id, prompt=ctx.prompt if ctx.is_submit else None)
+    out.not_accepted = not sent  # type: ignore[attr-defined]
+    return out
+
+
+def _requests_failure(ctx: RequestContext, err: BaseException) -> MidjourneyError:
+    import requests
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NewConnectionError,
+        ProtocolError,
+    )
+
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return _connection_error(ctx, err, sent=False, timed_out=True)
+    if isinstance(err, requests.exceptions.ReadTimeout):
+        return _connection_error(ctx, err, sent=True, timed_out=True)
+    if isinstance(err, (requests.exceptions.SSLError, requests.exceptions.ProxyError)):
+        return _connection_error(ctx, err, sent=False, timed_out=False)
+    if isinstance(err, requests.exceptions.ConnectionError):
+        reason: Any = err.args[0] if err.args else None
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+            # urllib3 2 makes NewConnectionError (refused, DNS) a subclass of ConnectTimeoutError.
+            timed_out = isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError)
+            return _connection_error(ctx, err, sent=False, timed_out=timed_out)
+        if isinstance(reason, ProtocolError) and len(reason.args) > 1 and isinstance(reason.args[1], BrokenPipeError):
+            # The server closed before reading the whole request: it cannot have run it.
+            return _connection_error(ctx, err, sent=False, timed_out=False)
+        return _connection_error(ctx, err, sent=True, timed_out=False)
+    if isinstance(err, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return _connection_error(ctx, err, sent=True, timed_out=False)
+    if isinstance(err, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader)):
+        return MidjourneyConfigurationError(
+            f"Connection {ctx.conn_id!r}: the request could not be built ({type(err).__name__}); check its Base URL "
+            "and API key."
+        )
+    return _connection_error(ctx, err, sent=True, timed_out=False)
+
+
+def _aiohttp_failure(ctx: RequestContext, err: BaseException) -> MidjourneyError:
+    import aiohttp
+
+    if isinstance(err, aiohttp.ConnectionTimeoutError):
+        return _connection_error(ctx, err, sent=False, timed_out=True)
+    if isinstance(err, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return _connection_error(ctx, err, sent=True, timed_out=True)
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return _connection_error(ctx, err, sent=False, timed_out=False)
+    if isinstance(err, aiohttp.InvalidURL):
+        return MidjourneyConfigurationError(f"Connection {ctx.conn_id!r}: the Base URL is not a valid URL.")
+    return _connection_error(ctx, err, sent=True, timed_out=False)
+
+
+def _retry_decision(err: MidjourneyError, *, is_submit: bool) -> bool:
+    """Whether the hook may send the same request again after ``err`` (see the module docstring)."""
+    if isinstance(err, MidjourneySubmitUncertainError):
+        return False
+    if not is_submit:
+        return bool(getattr(err, "retryable", False))
+    if isinstance(err, (MidjourneyRateLimitError, MidjourneyQueueFullError)):
+        return True
+    if isinstance(err, (MidjourneyServerError, MidjourneyConnectionError)):
+        return bool(getattr(err, "not_accepted", False))
+    return False
+
+
+def _backoff_seconds(attempt: int, config: MidjourneyConnectionConfig, err: MidjourneyError) -> float:
+    """Exponential backoff with "equal jitter"; a 429's Retry-After is honoured up to retry_max_wait."""
+    low, high = config.retry_min_wait, config.retry_max_wait
+    ceiling = min(high, low * (2 ** attempt)) if low > 0 else 0.0
+    wait = ceiling / 2 + random.uniform(0, ceiling / 2)
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        wait = max(wait, min(float(retry_after), high))
+    return max(0.0, wait)
+
+
+def short_reason(err: MidjourneyError) -> str:
+    """``"MidjourneyServerError, HTTP 502"``: an error in a few words, for retry log lines."""
+    parts = [type(err).__name__]
+    if err.http_status is not None:
+        parts.append(f"HTTP {err.http_status}")
+    if err.code is not None:
+        parts.append(f"code {err.code}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Async sessions: one per (connection, event loop)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _AsyncEntry:
+    session: aiohttp.ClientSession
+    config: MidjourneyConnectionConfig
+    users: int = 0
+
+
+#: loop -> conn_id -> entry. Weak on the loop, so a finished loop's entries go with it.
+_ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _AsyncEntry]] = (
+    weakref.WeakKeyDictionary()
+)
+_ASYNC_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_session_count(loop: asyncio.AbstractEventLoop | None = None) -> int:
+    """How many aiohttp sessions are open on ``loop`` (default: the running loop), for diagnostics."""
+    loop = loop or asyncio.get_running_loop()
+    return sum(1 for entry in _ASYNC_SESSIONS.get(loop, {}).values() if not entry.session.closed)
+
+
+class MidjourneyBaseHook(BaseHook):
+    """The connection, the HTTP sessions and the retry policy, under the API methods of the hook.
+
+    Not used on its own: :class:`~airflow_provider_mj.hooks.midjourney.MidjourneyHook` is the
+    hook users and the provider's operators create.
+
+    :param midjourney_conn_id: the Airflow connection of type ``midjourney`` to use.
+    """
+
+    def __init__(self, midjourney_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.midjourney_conn_id = midjourney_conn_id
+        self._config: MidjourneyConnectionConfig | None = None
+        self._session: requests.Session | None = None
+        self._async_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._sleep = time.sleep
+        self._asleep = asyncio.sleep
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(midjourney_conn_id={self.midjourney_conn_id!r})"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> MidjourneyConnectionConfig:
+        """The checked connection (read once, then cached); raises MidjourneyConfigurationError."""
+        if self._config is None:
+            try:
+                conn = self.get_connection(self.midjourney_conn_id)
+            except Exception as err:
+                if is_connection_not_found(err):
+                    raise missing_connection_error(self.midjourney_conn_id) from None
+                raise
+            self._config = self._parse(conn, conn.extra_dejson)
+            if self._config.api_key:
+                from airflow.sdk.log import mask_secret
+
+                mask_secret(self._config.api_key)
+        return self._config
+
+    async def aget_config(self) -> MidjourneyConnectionConfig:
+        """The checked connection, read with Airflow's async connection API (no blocking I/O)."""
+        if self._config is None:
+            try:
+                conn = await self.aget_connection(self.midjourney_conn_id)
+            except Exception as err:
+                if is_connection_not_found(err):
+                    raise missing_connection_error(self.midjourney_conn_id) from None
+                raise
+            extras = await conn.aextra_dejson() if hasattr(conn, "aextra_dejson") else conn.extra_dejson
+            config = self._parse(conn, extras)
+            if config.api_key:
+                from airflow.sdk.log import amask_secret
+
+                await amask_secret(config.api_key)
+            self._config = config
+        return self._config
+
+    def _parse(self, conn: Connection, extras: Mapping[str, Any]) -> MidjourneyConnectionConfig:
+        if conn.conn_type and conn.conn_type not in (CONN_TYPE, "http", "https"):
+            self.log.warning(
+                "Connection %r has type %r; reading it as a %r connection.",
+                self.midjourney_conn_id, conn.conn_type, CONN_TYPE,
+            )
+        if not getattr(conn, "conn_id", None):
+            conn.conn_id = self.midjourney_conn_id
+        return parse_connection(conn, extras)
+
+    def get_conn(self) -> requests.Session:
+        """The hook's :class:`requests.Session` (created on first use, reused by every sync call)."""
+        if self._session is None:
+            import requests
+
+            self.config  # noqa: B018 - resolve the connection (and its errors) first
+            session = requests.Session()
+            session.headers.update({"User-Agent": USER_AGENT})
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        """Close the hook's HTTP session (sync path). The hook can be used again afterwards."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Self:
+        """Use the hook in a ``with`` block; its HTTP session is closed on exit."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the sync HTTP session."""
+        self.close()
+
+    # -- sync transport -------------------------------------------------------------------------
+
+    def _ctx(self, kind: str, route: str, *, mj_task_id: str | None = None, prompt: str | None = None) -> RequestContext:
+        cfg = self._config
+        return RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
+                              prompt=prompt, secret=cfg.api_key if cfg else None)
+
+    def _call(
+        self,
+        method: str,
+        route: str,
+        kind: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        mj_task_id: str | None = None,
+        prompt: str | None = None,
+    ) -> Any:
+        """Send one request (retrying per the policy) and interpret the reply."""
+        config = self.config
+        session = self.get_conn()
+        url = config.url(route)
+        ctx = self._ctx(kind, route, mj_task_id=mj_task_id, prompt=prompt)
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = session.request(
+                        method, url, json=json_body, headers=config.headers(),
+                        timeout=(config.timeout, config.timeout), allow_redirects=True,
+                    )
+                    status, headers, body = response.status_code, response.headers, response.content
+                except Exception as err:
+                    import requests
+
+                    if isinstance(err, requests.RequestException):
+                        raise _requests_failure(ctx, err) from None
+                    raise
+                return interpret_response(
+                    kind, status, headers, body, route=route, conn_id=ctx.conn_id,
+                    mj_task_id=mj_task_id, prompt=prompt, secret=config.api_key,
+                )
+            except MidjourneyError as err:
+                if attempt >= config.max_retries or not _retry_decision(err, is_submit=ctx.is_submit):
+                    raise
+                wait = _backoff_seconds(attempt, config, err)
+                attempt += 1
+                self.log.warning(
+                    "Midjourney %s /mj/%s failed (%s); retry %d of %d in %.2fs.",
+                    method, route, short_reason(err), attempt, config.max_retries, wait,
+                )
+                self._sleep(wait)
+
+    # -- async transport ------------------------------------------------------------------------
+
+    async def _aentry(self) -> _AsyncEntry:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        per_loop = _ASYNC_SESSIONS.setdefault(loop, {})
+        locks = _ASYNC_LOCKS.setdefault(loop, {})
+        lock = locks.setdefault(self.midjourney_conn_id, asyncio.Lock())
+        async with lock:
+            entry = per_loop.get(self.midjourney_conn_id)
+            if entry is None or entry.session.closed:
+                config = self._config if self._config is not None else (
+                    entry.config if entry is not None else await self.aget_config()
+                )
+                session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, raise_for_status=False)
+                entry = _AsyncEntry(session=session, config=config)
+                per_loop[self.midjourney_conn_id] = entry
+                self._async_loops.discard(loop)
+            if self._config is None:
+                self._config = entry.config
+            if loop not in self._async_loops:
+                self._async_loops.add(loop)
+                entry.users += 1
+            return entry
+
+    async def aclose(self) -> None:
+        """Release this hook's share of the event loop's aiohttp session for its connection.
+
+        The session is shared by every hook of the same connection on the same loop; it is
+        closed when the last hook using it releases it.
+        """
+        loop = asyncio.get_running_loop()
+        if loop not in self._async_loops:
+            return
+        self._async_loops.discard(loop)
+        per_loop = _ASYNC_SESSIONS.get(loop, {})
+        entry = per_loop.get(self.midjourney_conn_id)
+        if entry is None:
+            return
+        entry.users -= 1
+        if entry.users <= 0:
+            per_loop.pop(self.midjourney_conn_id, None)
+            await entry.session.close()
+
+    async def __aenter__(self) -> Self:
+        """Use the hook in an ``async with`` block; its share of the loop's session is released on exit."""
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Release the async session (see :meth:`aclose`)."""
+        await self.aclose()
+
+    async def _acall(
+        self,
+        method: str,
+        route: str,
+        kind: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        mj_task_id: str | None = None,
+    ) -> Any:
+        import aiohttp
+
+        entry = await self._aentry()
+        config = entry.config
+        url = config.url(route)
+        ctx = RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
+                             secret=config.api_key)
+        timeout = aiohttp.ClientTimeout(total=None, connect=config.timeout, sock_read=config.timeout)
+        attempt = 0
+        while True:
+            try:
+                try:
+                    async with entry.session.request(
+                        method, url, json=json_body, headers=config.headers(), timeout=timeout
+                    ) as response:
+                        status, headers, body = response.status, response.headers, await response.read()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                    raise _aiohttp_failure(ctx, err) from None
+                return interpret_response(
+                    kind, status, headers, body, route=route, conn_id=ctx.conn_id,
+                    mj_task_id=mj_task_id, secret=config.api_key,
+                )
+            except MidjourneyError as err:
+                if attempt >= config.max_retries or not _retry_decision(err, is_submit=False):
+                    raise
+                wait = _backoff_seconds(attempt, config, err)
+                attempt += 1
+                self.log.warning(
+                    "Midjourney %s /mj/%s failed (%s); retry %d of %d in %.2fs.",
+                    method, route, short_reason(err), attempt, config.max_retries, wait,
+                )
+                await self._asleep(wait)
+
+    # -- image downloads -------------------------------------------------------------------------
+
+    def _download_bytes(self, url: str, mj_task_id: str | None) -> bytes:
+        """GET an image (retried like other reads); the key goes only to the API server's origin."""
+        config = self.config
+        session = self.get_conn()
+        parts = urlsplit(url)
+        same_origin = (parts.scheme.lower(), parts.netloc.lower()) == config.origin
+        headers = {"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"}
+        if same_origin:
+            headers.update(config.auth_headers())
+        ctx = RequestContext(kind="download", route=parts.path, conn_id=self.midjourney_conn_id,
+                             mj_task_id=mj_task_id, secret=config.api_key)
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = session.get(url, headers=headers, timeout=(config.timeout, config.timeout))
+                    status, body = response.status_code, response.content
+                    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                except Exception as err:
+                    import requests
+
+                    if isinstance(err, requests.RequestException):
+                        raise _requests_failure(ctx, err) from None
+                    raise
+                if status in (401, 403, 429) or status >= 500:
+                    interpret_response("download", status, response.headers, body, route=parts.path,
+                                       conn_id=ctx.conn_id, mj_task_id=mj_task_id, secret=config.api_key)
+                if status == 404:
+                    raise MidjourneyNotFoundError(
+                        f"The image is gone (HTTP 404 for {_safe_url(url)}): image URLs of some servers expire; "
+                        "fetch the task again for a fresh imageUrl.", http_status=404, mj_task_id=mj_task_id,
+                    )
+                if not 200 <= status < 300:
+                    raise MidjourneyServerError(f"The image download failed (HTTP {status} for {_safe_url(url)}).",
+                                                http_status=status, mj_task_id=mj_task_id)
+                if not body:
+                    raise MidjourneyServerError(f"The image at {_safe_url(url)} is empty.", http_status=status,
+                                                mj_task_id=mj_task_id)
+                if content_type in ("text/html", "application/json") or body.lstrip()[:1] in (b"<", b"{"):
+                    raise MidjourneyServerError(
+                        f"The image URL {_safe_url(url)} answered {content_type or 'text'} instead of an image: "
+                        f"{body_snippet(body, ctx)!r}.", http_status=status, mj_task_id=mj_task_id,
+                    )
+                return body
+            except MidjourneyError as err:
+                if attempt >= config.max_retries or not _retry_decision(err, is_submit=False):
+                    raise
+                wait = _backoff_seconds(attempt, config, err)
+                attempt += 1
+                self.log.warning("Image download failed (%s); retry %d of %d in %.2fs.", short_reason(err),
+                                 attempt, config.max_retries, wait)
+                self._sleep(wait)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query string (signed CDN URLs carry tokens there)."""
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return shown if len(shown) <= 120 else shown[:119] + "\u2026"
