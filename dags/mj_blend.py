@@ -29,6 +29,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import pendulum
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_mj.operators import MidjourneyActionOperator, MidjourneyBlendOperator
@@ -107,6 +108,7 @@ def collect_images(image_dir: str, image_count: int) -> list[str]:
 @dag(
     dag_id="mj_blend",
     schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
     tags=["midjourney", "example"],

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
+import pendulum
 from airflow.sdk import ObjectStoragePath, Param, dag, get_current_context, task
 
 from airflow_provider_mj.operators import MidjourneyActionOperator, MidjourneyImagineOperator
@@ -88,14 +89,14 @@ def save_images(upscales: list[dict], prompts: list[str], output_dir: str) -> di
 
     hook = MidjourneyHook(midjourney_conn_id="midjourney_default")
     images = []
-    for n, (prompt, upscale) in enumerate(zip(prompts, upscales), start=1):
+    for n, (prompt, upscale) in enumerate(zip(prompts, upscales[:]), start=1):
         path = hook.download_image(upscale, out / f"{n:02d}.png")
         images.append({"prompt": prompt, "mj_task_id": upscale["id"], "path": str(path)})
     manifest = {
         "dag_id": context["dag"].dag_id,
         "run_id": context["run_id"],
         "date": context["ds"],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": pendulum.now("UTC").isoformat(timespec="seconds"),
         "images": images,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
@@ -105,7 +106,7 @@ def save_images(upscales: list[dict], prompts: list[str], output_dir: str) -> di
 @dag(
     dag_id="mj_daily_content",
     schedule="@daily",
-    start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,

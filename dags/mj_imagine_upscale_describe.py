@@ -30,8 +30,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timezone
 
+import pendulum
 from airflow.sdk import ObjectStoragePath, Param, dag, get_current_context, task
 
 from airflow_provider_mj.operators import (
@@ -73,7 +73,9 @@ def save_outputs(upscales: list[dict], describes: list[dict], output_dir: str) -
 
     context = get_current_context()
     dag_id, run_id = context["dag"].dag_id, context["run_id"]
-    upscales, describes = list(upscales), list(describes)
+    # One request each: a slice reads every mapped result at once, where list() would read them
+    # one by one and ask for one more than there is (an 'XCom not found' error line in the log).
+    upscales, describes = upscales[:], describes[:]
     if len(upscales) != len(describes):
         raise ValueError(f"{len(upscales)} upscales but {len(describes)} describes: cannot pair them")
 
@@ -105,7 +107,7 @@ def save_outputs(upscales: list[dict], describes: list[dict], output_dir: str) -
         "imagine_mj_task_id": context["ti"].xcom_pull(task_ids="imagine", key="mj_task_id"),
         "output_dir": str(out),
         "manifest_path": str(out / "manifest.json"),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": pendulum.now("UTC").isoformat(timespec="seconds"),
         "images": images,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
@@ -115,6 +117,7 @@ def save_outputs(upscales: list[dict], describes: list[dict], output_dir: str) -
 @dag(
     dag_id="mj_imagine_upscale_describe",
     schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
     tags=["midjourney", "example"],

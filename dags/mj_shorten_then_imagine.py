@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+import pendulum
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_mj.operators import MidjourneyImagineOperator, MidjourneyShortenOperator
@@ -48,6 +49,7 @@ def pick_prompt(shortened: dict, choice: str) -> str:
 @dag(
     dag_id="mj_shorten_then_imagine",
     schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
     tags=["midjourney", "example"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+import pendulum
 from airflow.sdk import Param, dag
 
 from airflow_provider_mj.operators import MidjourneyActionOperator, MidjourneyImagineOperator
@@ -30,6 +31,7 @@ JOB_TIMEOUT = 30 * 60
 @dag(
     dag_id="mj_zoom_out",
     schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
     tags=["midjourney", "example"],

@@ -370,6 +370,7 @@ class Engine:
 
     def describe(self, base64_data: Any, link: Any, common: Common, base_url: str) -> Accepted:
         common.validate()
+        source_prompt = ""
         if base64_data:
             seed = images.digest("describe", _check_data_url(base64_data, "base64"))
             ratio = (1, 1)
@@ -380,14 +381,16 @@ class Engine:
             seed, ratio = images.digest("describe-link", link), (1, 1)
             own = images.parse_image_name(urlsplit(link).path.rsplit("/", 1)[-1])
             if own is not None:
-                # One of our own images: describe what it shows.
+                # One of our own images: describe what it shows, in the words of the task that made it.
                 seed, ratio = own[0], (own[2], own[3])
+                source_prompt = next((j.prompt for j in reversed(self.tasks.values())
+                                      if j.image_seed == seed and j.prompt), "")
             input_url = link
         else:
             raise invalid("base64 or link is required")
         cell = images.size_for_ratio(self.settings.image_size, *ratio)
         job = self._new_job("DESCRIBE", "", common, image_seed=seed, cell=cell,
-                            result_text=describe_text(seed, ratio), input_image_url=input_url)
+                            result_text=describe_text(seed, ratio, source_prompt), input_image_url=input_url)
         if not input_url:
             job.input_image_url = "/images/" + images.image_name(seed, "single", *cell)
         return self._admit(job, "describe")
@@ -655,15 +658,30 @@ _DETAILS = ("soft golden light", "muted pastel palette", "high contrast", "volum
             "intricate details", "minimalist composition", "vivid neon colors", "shallow depth of field")
 
 
-def describe_text(seed: str, ratio: tuple[int, int]) -> str:
-    """Four prompts, ``"1️⃣ ...\\n\\n2️⃣ ..."``, chosen from ``seed`` (deterministic per image)."""
+def describe_text(seed: str, ratio: tuple[int, int], prompt: str = "") -> str:
+    """Four prompts, ``"1️⃣ ...\\n\\n2️⃣ ..."``, deterministic per image (``seed``).
+
+    Built from ``prompt``, the words of the task that made the image (its ``--`` parameters
+    dropped): each prompt keeps its first phrase (the subject), reorders or drops the other
+    comma-separated phrases and adds one detail, the way a real describe rephrases what it sees.
+    An image the emulator did not make (no prompt) gets prompts from a small vocabulary.
+    """
     rnd = random.Random(seed)
     g = math.gcd(*ratio) or 1
     ar = f"--ar {ratio[0] // g}:{ratio[1] // g}"
+    words = " ".join(w for w in re.sub(r"--\S+(\s+[^-\s]\S*)?", " ", prompt).split())
+    phrases = [p.strip() for p in words.split(",") if p.strip()]
+    details = rnd.sample(_DETAILS, 4)  # one each: the four prompts never repeat one another
     prompts = []
     for n in range(4):
-        prompts.append(f"{KEYCAPS[n]} {rnd.choice(_SUBJECTS)}, {rnd.choice(_STYLES)}, "
-                       f"{rnd.choice(_DETAILS)} {ar}")
+        if phrases:
+            rest = rnd.sample(phrases[1:], k=len(phrases) - 1)
+            if n % 2 and rest:
+                rest.pop()
+            body = ", ".join([phrases[0], *rest, details[n]])
+        else:
+            body = f"{rnd.choice(_SUBJECTS)}, {rnd.choice(_STYLES)}, {details[n]}"
+        prompts.append(f"{KEYCAPS[n]} {body} {ar}")
     return "\n\n".join(prompts)
 
 
