@@ -5,9 +5,9 @@ relays that resell them (new-api style gateways such as Crazyrouter). This modul
 API methods: submits, reads, waiting, buttons and downloads. What they stand on lives next to it:
 
 * :mod:`~airflow_provider_mj.hooks.connection`: the connection and its checked config;
-* :mod:`~airflow_provider_mj.hooks.transport`: sessions, sending, and the retry policy (read its
-  docstring for which failures are retried, and why a submit is retried only when the server
-  cannot have accepted it);
+* :mod:`~airflow_provider_mj.hooks.transport`: the HTTP sessions and sending, sync and async;
+* :mod:`~airflow_provider_mj.hooks.retries`: the retry policy (read its docstring for which
+  failures are retried, and why a submit is retried only when the server cannot have taken it);
 * :mod:`~airflow_provider_mj.hooks.replies`: reading replies of both server dialects;
 * :mod:`~airflow_provider_mj.hooks.storage`: atomic writes of downloaded images.
 
@@ -39,11 +39,11 @@ from airflow_provider_mj.hooks.connection import (
 )
 from airflow_provider_mj.hooks.replies import interpret_response, parse_retry_after
 from airflow_provider_mj.hooks.storage import write_image
+from airflow_provider_mj.hooks.retries import short_reason
 from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests inspect it from here
     _ASYNC_SESSIONS,  # noqa: F401
     MidjourneyBaseHook,
     async_session_count,
-    short_reason,
 )
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, can_open_modal, task_outcome
 
@@ -69,7 +69,7 @@ class MidjourneyHook(MidjourneyBaseHook):
     parse time costs nothing. Every call validates its inputs locally before any request; every
     outcome other than success raises a :class:`~airflow_provider_mj.exceptions.MidjourneyError`
     subclass whose message says what to do next. Retries follow the policy in the docstring of
-    :mod:`~airflow_provider_mj.hooks.transport`. The hook is a context manager (``with`` closes
+    :mod:`~airflow_provider_mj.hooks.retries`. The hook is a context manager (``with`` closes
     its HTTP session; ``async with`` releases its share of the event loop's aiohttp session).
 
     :param midjourney_conn_id: the Airflow connection of type ``midjourney`` to use.

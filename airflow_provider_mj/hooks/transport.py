@@ -1,4 +1,4 @@
-"""Transport: sending requests, sync (requests) and async (aiohttp), and the retry policy.
+"""Transport: the connection, the HTTP sessions, and sending requests, sync (requests) and async (aiohttp).
 
 :class:`MidjourneyBaseHook` reads the connection, owns the HTTP sessions and sends every request
 of :class:`~airflow_provider_mj.hooks.midjourney.MidjourneyHook`, which adds only the API
@@ -7,45 +7,13 @@ Blocking calls use one :class:`requests.Session` per hook; the trigger's async c
 :class:`aiohttp.ClientSession` per connection and event loop, shared by every hook of that
 connection on that loop. Replies are read by :func:`~airflow_provider_mj.hooks.replies.interpret_response`.
 
-Retry policy
-------------
-Every call is retried inside the hook, up to the connection's ``max_retries`` times, with
-exponential backoff and jitter between ``retry_min_wait`` and ``retry_max_wait`` seconds. On
-HTTP 429 the server's ``Retry-After`` (seconds or an HTTP date) is honoured, capped at
-``retry_max_wait`` so a task never sleeps longer than its owner allowed.
-
-*Reads* (fetch, list-by-condition, image-seed, image downloads) are idempotent and are retried on
-HTTP 429, any 5xx, replies that are not JSON, and any connection failure (refused, reset,
-dropped, timed out).
-
-*Submits* (imagine, action, blend, describe, modal, shorten) cost money and create jobs, so they
-are retried only when the server **cannot have accepted the job**:
-
-- the connection could not be made (refused, DNS failure, TLS handshake failure, connect
-  timeout) or was broken while the request was still being written (broken pipe): the server
-  never received a complete request;
-- HTTP 429: rate limiters reject a request before it reaches the application;
-- HTTP 503: "service unavailable" / "no channel available" is answered before a job is created;
-- code 23 (queue full) or code 9 (system busy; trueai also uses it for queue full), and relay
-  errors meaning "no upstream channel": the server answered that it did not take the job.
-
-Every other failure after the request was sent is ambiguous: a read timeout, a connection reset
-or closed before the reply, HTTP 500/502/504 (a gateway may have forwarded the job upstream and
-then lost the answer), a 2xx reply that is not the JSON envelope, or a relay error saying it
-could not read its upstream's reply. Those are **never retried**: the hook raises
-:class:`~airflow_provider_mj.exceptions.MidjourneySubmitUncertainError`, which also stops
-Airflow's own task retries (it is a fatal error), because submitting again could pay for the
-same job twice. Tag submits with ``state`` so such a job can be found afterwards.
-
-A rare case remains: a pooled keep-alive connection that the server closed at the very moment
-a submit was written looks like a lost reply, and is reported as uncertain too (urllib3 drops
-connections it can see are closed before reusing them, which makes this a narrow race).
+Every call goes through the retry policy of :mod:`~airflow_provider_mj.hooks.retries` (one
+tenacity factory; a submit is retried only where the server cannot have accepted it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import weakref
 from collections.abc import Mapping
@@ -60,10 +28,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyConnectionError,
     MidjourneyError,
     MidjourneyNotFoundError,
-    MidjourneyQueueFullError,
-    MidjourneyRateLimitError,
     MidjourneyServerError,
-    MidjourneySubmitUncertainError,
 )
 from airflow_provider_mj.hooks.connection import (
     CONN_TYPE,
@@ -75,6 +40,7 @@ from airflow_provider_mj.hooks.connection import (
     parse_connection,
 )
 from airflow_provider_mj.hooks.replies import RequestContext, body_snippet, interpret_response, uncertain_error
+from airflow_provider_mj.hooks.retries import retrying
 
 if TYPE_CHECKING:
     import aiohttp
@@ -152,40 +118,6 @@ def _aiohttp_failure(ctx: RequestContext, err: BaseException) -> MidjourneyError
     if isinstance(err, aiohttp.InvalidURL):
         return MidjourneyConfigurationError(f"Connection {ctx.conn_id!r}: the Base URL is not a valid URL.")
     return _connection_error(ctx, err, sent=True, timed_out=False)
-
-
-def _retry_decision(err: MidjourneyError, *, is_submit: bool) -> bool:
-    """Whether the hook may send the same request again after ``err`` (see the module docstring)."""
-    if isinstance(err, MidjourneySubmitUncertainError):
-        return False
-    if not is_submit:
-        return bool(getattr(err, "retryable", False))
-    if isinstance(err, (MidjourneyRateLimitError, MidjourneyQueueFullError)):
-        return True
-    if isinstance(err, (MidjourneyServerError, MidjourneyConnectionError)):
-        return bool(getattr(err, "not_accepted", False))
-    return False
-
-
-def _backoff_seconds(attempt: int, config: MidjourneyConnectionConfig, err: MidjourneyError) -> float:
-    """Exponential backoff with "equal jitter"; a 429's Retry-After is honoured up to retry_max_wait."""
-    low, high = config.retry_min_wait, config.retry_max_wait
-    ceiling = min(high, low * (2 ** attempt)) if low > 0 else 0.0
-    wait = ceiling / 2 + random.uniform(0, ceiling / 2)
-    retry_after = getattr(err, "retry_after", None)
-    if retry_after is not None:
-        wait = max(wait, min(float(retry_after), high))
-    return max(0.0, wait)
-
-
-def short_reason(err: MidjourneyError) -> str:
-    """``"MidjourneyServerError, HTTP 502"``: an error in a few words, for retry log lines."""
-    parts = [type(err).__name__]
-    if err.http_status is not None:
-        parts.append(f"HTTP {err.http_status}")
-    if err.code is not None:
-        parts.append(f"code {err.code}")
-    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,35 +262,28 @@ class MidjourneyBaseHook(BaseHook):
         session = self.get_conn()
         url = config.url(route)
         ctx = self._ctx(kind, route, mj_task_id=mj_task_id, prompt=prompt)
-        attempt = 0
-        while True:
-            try:
-                try:
-                    response = session.request(
-                        method, url, json=json_body, headers=config.headers(),
-                        timeout=(config.timeout, config.timeout), allow_redirects=True,
-                    )
-                    status, headers, body = response.status_code, response.headers, response.content
-                except Exception as err:
-                    import requests
 
-                    if isinstance(err, requests.RequestException):
-                        raise _requests_failure(ctx, err) from None
-                    raise
-                return interpret_response(
-                    kind, status, headers, body, route=route, conn_id=ctx.conn_id,
-                    mj_task_id=mj_task_id, prompt=prompt, secret=config.api_key,
+        def send_once() -> Any:
+            try:
+                response = session.request(
+                    method, url, json=json_body, headers=config.headers(),
+                    timeout=(config.timeout, config.timeout), allow_redirects=True,
                 )
-            except MidjourneyError as err:
-                if attempt >= config.max_retries or not _retry_decision(err, is_submit=ctx.is_submit):
-                    raise
-                wait = _backoff_seconds(attempt, config, err)
-                attempt += 1
-                self.log.warning(
-                    "Midjourney %s /mj/%s failed (%s); retry %d of %d in %.2fs.",
-                    method, route, short_reason(err), attempt, config.max_retries, wait,
-                )
-                self._sleep(wait)
+                status, headers, body = response.status_code, response.headers, response.content
+            except Exception as err:
+                import requests
+
+                if isinstance(err, requests.RequestException):
+                    raise _requests_failure(ctx, err) from None
+                raise
+            return interpret_response(
+                kind, status, headers, body, route=route, conn_id=ctx.conn_id,
+                mj_task_id=mj_task_id, prompt=prompt, secret=config.api_key,
+            )
+
+        policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
+                          sleep=self._sleep)
+        return policy(send_once)
 
     # -- async transport ------------------------------------------------------------------------
 
@@ -430,30 +355,23 @@ class MidjourneyBaseHook(BaseHook):
         ctx = RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
                              secret=config.api_key)
         timeout = aiohttp.ClientTimeout(total=None, connect=config.timeout, sock_read=config.timeout)
-        attempt = 0
-        while True:
+
+        async def send_once() -> Any:
             try:
-                try:
-                    async with entry.session.request(
-                        method, url, json=json_body, headers=config.headers(), timeout=timeout
-                    ) as response:
-                        status, headers, body = response.status, response.headers, await response.read()
-                except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-                    raise _aiohttp_failure(ctx, err) from None
-                return interpret_response(
-                    kind, status, headers, body, route=route, conn_id=ctx.conn_id,
-                    mj_task_id=mj_task_id, secret=config.api_key,
-                )
-            except MidjourneyError as err:
-                if attempt >= config.max_retries or not _retry_decision(err, is_submit=False):
-                    raise
-                wait = _backoff_seconds(attempt, config, err)
-                attempt += 1
-                self.log.warning(
-                    "Midjourney %s /mj/%s failed (%s); retry %d of %d in %.2fs.",
-                    method, route, short_reason(err), attempt, config.max_retries, wait,
-                )
-                await self._asleep(wait)
+                async with entry.session.request(
+                    method, url, json=json_body, headers=config.headers(), timeout=timeout
+                ) as response:
+                    status, headers, body = response.status, response.headers, await response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                raise _aiohttp_failure(ctx, err) from None
+            return interpret_response(
+                kind, status, headers, body, route=route, conn_id=ctx.conn_id,
+                mj_task_id=mj_task_id, secret=config.api_key,
+            )
+
+        policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
+                          sleep=self._asleep, is_async=True)
+        return await policy(send_once)
 
     # -- image downloads -------------------------------------------------------------------------
 
@@ -468,47 +386,41 @@ class MidjourneyBaseHook(BaseHook):
             headers.update(config.auth_headers())
         ctx = RequestContext(kind="download", route=parts.path, conn_id=self.midjourney_conn_id,
                              mj_task_id=mj_task_id, secret=config.api_key)
-        attempt = 0
-        while True:
-            try:
-                try:
-                    response = session.get(url, headers=headers, timeout=(config.timeout, config.timeout))
-                    status, body = response.status_code, response.content
-                    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-                except Exception as err:
-                    import requests
 
-                    if isinstance(err, requests.RequestException):
-                        raise _requests_failure(ctx, err) from None
-                    raise
-                if status in (401, 403, 429) or status >= 500:
-                    interpret_response("download", status, response.headers, body, route=parts.path,
-                                       conn_id=ctx.conn_id, mj_task_id=mj_task_id, secret=config.api_key)
-                if status == 404:
-                    raise MidjourneyNotFoundError(
-                        f"The image is gone (HTTP 404 for {_safe_url(url)}): image URLs of some servers expire; "
-                        "fetch the task again for a fresh imageUrl.", http_status=404, mj_task_id=mj_task_id,
-                    )
-                if not 200 <= status < 300:
-                    raise MidjourneyServerError(f"The image download failed (HTTP {status} for {_safe_url(url)}).",
-                                                http_status=status, mj_task_id=mj_task_id)
-                if not body:
-                    raise MidjourneyServerError(f"The image at {_safe_url(url)} is empty.", http_status=status,
-                                                mj_task_id=mj_task_id)
-                if content_type in ("text/html", "application/json") or body.lstrip()[:1] in (b"<", b"{"):
-                    raise MidjourneyServerError(
-                        f"The image URL {_safe_url(url)} answered {content_type or 'text'} instead of an image: "
-                        f"{body_snippet(body, ctx)!r}.", http_status=status, mj_task_id=mj_task_id,
-                    )
-                return body
-            except MidjourneyError as err:
-                if attempt >= config.max_retries or not _retry_decision(err, is_submit=False):
-                    raise
-                wait = _backoff_seconds(attempt, config, err)
-                attempt += 1
-                self.log.warning("Image download failed (%s); retry %d of %d in %.2fs.", short_reason(err),
-                                 attempt, config.max_retries, wait)
-                self._sleep(wait)
+        def get_once() -> bytes:
+            try:
+                response = session.get(url, headers=headers, timeout=(config.timeout, config.timeout))
+                status, body = response.status_code, response.content
+                content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            except Exception as err:
+                import requests
+
+                if isinstance(err, requests.RequestException):
+                    raise _requests_failure(ctx, err) from None
+                raise
+            if status in (401, 403, 429) or status >= 500:
+                interpret_response("download", status, response.headers, body, route=parts.path,
+                                   conn_id=ctx.conn_id, mj_task_id=mj_task_id, secret=config.api_key)
+            if status == 404:
+                raise MidjourneyNotFoundError(
+                    f"The image is gone (HTTP 404 for {_safe_url(url)}): image URLs of some servers expire; "
+                    "fetch the task again for a fresh imageUrl.", http_status=404, mj_task_id=mj_task_id,
+                )
+            if not 200 <= status < 300:
+                raise MidjourneyServerError(f"The image download failed (HTTP {status} for {_safe_url(url)}).",
+                                            http_status=status, mj_task_id=mj_task_id)
+            if not body:
+                raise MidjourneyServerError(f"The image at {_safe_url(url)} is empty.", http_status=status,
+                                            mj_task_id=mj_task_id)
+            if content_type in ("text/html", "application/json") or body.lstrip()[:1] in (b"<", b"{"):
+                raise MidjourneyServerError(
+                    f"The image URL {_safe_url(url)} answered {content_type or 'text'} instead of an image: "
+                    f"{body_snippet(body, ctx)!r}.", http_status=status, mj_task_id=mj_task_id,
+                )
+            return body
+
+        policy = retrying(config, is_submit=False, what="Image download", log=self.log, sleep=self._sleep)
+        return policy(get_once)
 
 
 def _safe_url(url: str) -> str:

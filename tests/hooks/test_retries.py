@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
 
 from airflow_provider_mj.exceptions import (
     MidjourneyConnectionError,
+    MidjourneyError,
+    MidjourneyQueueFullError,
     MidjourneyRateLimitError,
     MidjourneyServerError,
     MidjourneySubmitUncertainError,
+    MidjourneyValidationError,
 )
+from airflow_provider_mj.hooks import MidjourneyHook
+from airflow_provider_mj.hooks.connection import MidjourneyConnectionConfig
+from airflow_provider_mj.hooks.retries import retrying
 from tests.hooks.conftest import SECRET_KEY
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _submits(emulator) -> int:
@@ -129,3 +138,86 @@ def test_retries_are_logged(hook, emu, capsys, caplog):
         hook.list_tasks(["1"])
     out = capsys.readouterr().out + caplog.text
     assert "retry 1 of 5" in out
+
+
+async def test_async_reads_honour_retry_after_through_the_injectable_sleep(emu, make_hook):
+    make_hook(emu.base_url, SECRET_KEY, max_retries=2, retry_min_wait=0.001, retry_max_wait=0.75)
+    emu.configure(faults={"rate_limit": 1.0, "retry_after": 1})
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async with MidjourneyHook() as ahook:
+        ahook._asleep = record
+        with pytest.raises(MidjourneyRateLimitError):
+            await ahook.afetch_task("1")
+    assert waits == [0.75, 0.75]
+    assert _requests(emu, "task/fetch") == 3  # 1 + max_retries
+
+
+def test_image_downloads_are_retried_like_reads(canned, make_hook, tmp_path):
+    server = canned()
+    server.reply(503, "busy").reply(200, PNG_MAGIC + b"\x00" * 16, {"Content-Type": "image/png"})
+    hook = make_hook(server.base_url, max_retries=2)
+    waits: list[float] = []
+    hook._sleep = waits.append
+    final = hook.download_image(server.base_url + "/img.png", tmp_path / "x.png")
+    assert final.endswith("x.png") and len(server.requests) == 2 and len(waits) == 1
+
+
+def _not_accepted(err: MidjourneyError, value: bool) -> MidjourneyError:
+    err.not_accepted = value  # what the reply and transport readers set on these two classes
+    return err
+
+
+# One row per kind of failure: how many times the retry policy sends a submit (max_retries=2).
+# The errors are built here because the point is the decision table itself; the tests above
+# produce each kind through real HTTP.
+SUBMIT_DECISIONS = [
+    (MidjourneySubmitUncertainError("reply lost"), 1),
+    (MidjourneyValidationError("code 4"), 1),
+    (MidjourneyRateLimitError("HTTP 429"), 3),
+    (MidjourneyQueueFullError("code 23"), 3),
+    (_not_accepted(MidjourneyServerError("HTTP 503"), True), 3),
+    (_not_accepted(MidjourneyServerError("HTTP 502"), False), 1),
+    (_not_accepted(MidjourneyConnectionError("refused"), True), 3),
+    (_not_accepted(MidjourneyConnectionError("read timeout"), False), 1),
+]
+
+
+@pytest.mark.parametrize(("error", "sends"), SUBMIT_DECISIONS, ids=lambda v: str(v)[:20] if isinstance(v, Exception) else v)
+def test_the_policy_sends_a_submit_again_only_where_the_server_cannot_have_taken_it(error, sends):
+    config = MidjourneyConnectionConfig(conn_id="c", base_url="http://127.0.0.1:9", max_retries=2)
+    calls: list[int] = []
+    waits: list[float] = []
+
+    def send_once() -> None:
+        calls.append(1)
+        raise error
+
+    policy = retrying(config, is_submit=True, what="test submit", log=logging.getLogger(__name__),
+                      sleep=waits.append)
+    with pytest.raises(type(error)) as info:
+        policy(send_once)
+    assert info.value is error  # the error itself, never tenacity's RetryError
+    assert len(calls) == sends and len(waits) == sends - 1
+
+
+def test_the_policy_retries_every_retryable_read_failure():
+    config = MidjourneyConnectionConfig(conn_id="c", base_url="http://127.0.0.1:9", max_retries=2)
+    for error, expected in ((_not_accepted(MidjourneyServerError("HTTP 502"), False), 3),
+                            (_not_accepted(MidjourneyConnectionError("read timeout"), False), 3),
+                            (MidjourneySubmitUncertainError("never for a read either"), 1),
+                            (MidjourneyValidationError("bad id"), 1)):
+        calls: list[int] = []
+
+        def send_once(error=error) -> None:
+            calls.append(1)
+            raise error
+
+        policy = retrying(config, is_submit=False, what="test read", log=logging.getLogger(__name__),
+                          sleep=lambda _s: None)
+        with pytest.raises(type(error)):
+            policy(send_once)
+        assert len(calls) == expected, error
