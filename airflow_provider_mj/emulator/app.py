@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from airflow_provider_mj.models import TaskOutcome
+
 from . import engine as eng
 from .engine import Accepted, Common, Engine, SubmitError, dumps
 from .faults import FaultInjector, apply_faults, install_log_filter
@@ -29,6 +31,13 @@ SUBMIT_ROUTES = ("imagine", "action", "blend", "describe", "modal", "shorten")
 RELAY_MODAL_KINDS = frozenset({"vary_region", "custom_zoom"})
 
 
+def _relay_code(err: SubmitError) -> int | str:
+    # Interim: the names the hook reads as codes today; the integer code follows with the hook.
+    if err.relay_reason in ("prompt_is_required", "task_not_found"):
+        return err.relay_reason
+    return err.code
+
+
 class EmulatorState:
     """Everything one running emulator knows: settings, tasks, faults, image cache."""
 
@@ -37,7 +46,7 @@ class EmulatorState:
         self.injector = FaultInjector(settings.faults)
         self.engine = Engine(settings, fail_job=self.injector.fail_job)
         self.images = ImageCache(settings.image_cache_bytes)
-        self.notifier = Notifier(self)
+        self.notifier = Notifier(self.engine, lambda: self.relay)
         self.notify_base_url = settings.public_base_url or ""
 
     @property
@@ -204,9 +213,11 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
                       account_filter=body.accountFilter, mode=mode_of(request))
 
     def error_response(err: SubmitError) -> Response:
-        if state.relay:
+        # A relay answers the errors it finds itself in its own shape; anything its upstream
+        # server refused (queue full, banned prompt...) it passes through as it came.
+        if state.relay and err.relay_reason is not None:
             return Response(dumps({"description": err.description, "type": "upstream_error",
-                                   "code": err.relay_code}), status_code=400, media_type=JSON)
+                                   "code": _relay_code(err)}), status_code=400, media_type=JSON)
         return Response(dumps({"code": err.code, "description": err.description, "result": None,
                                "properties": err.properties}), status_code=err.http_status, media_type=JSON)
 
@@ -330,11 +341,14 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
         # For benchmarks: a route a generic HTTP sensor can wait on (404 until the job is finished,
         # then 200). Counted in ``requests`` like the /mj routes, so its polls can be compared.
         state.engine.counters.requests["_emulator/task/done"] += 1
-        job = state.engine.get(task_id)
-        status = state.engine.status_of(job).status if job is not None else None
-        if status in ("SUCCESS", "FAILURE", "CANCEL"):
-            return Response(dumps({"id": task_id, "status": status}), media_type=JSON)
-        return Response(dumps({"id": task_id, "status": status}), status_code=404, media_type=JSON)
+        engine = state.engine
+        job = engine.get(task_id)
+        if job is None:
+            return Response(dumps({"id": task_id, "status": None}), status_code=404, media_type=JSON)
+        body = dumps({"id": task_id, "status": engine.read_view(job).status})
+        if engine.outcome(job) is not TaskOutcome.RUNNING:
+            return Response(body, media_type=JSON)
+        return Response(body, status_code=404, media_type=JSON)
 
     @test_router.get("/config")
     async def get_config() -> dict[str, Any]:
@@ -367,7 +381,7 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
     @app.exception_handler(RequestValidationError)
     async def on_invalid_body(request: Request, exc: RequestValidationError) -> Response:
         fields = ", ".join(".".join(str(p) for p in e.get("loc", ())[1:]) or "body" for e in exc.errors())
-        err = eng.invalid(f"invalid request body: {fields}")
+        err = eng.invalid(f"invalid request body: {fields}", relay_reason="bind_request_body_failed")
         if "/submit/" in request.url.path:
             state.engine.counters.submit_codes["4"] += 1
         return error_response(err)

@@ -10,12 +10,20 @@ queued (code 22, status NOT_START until then). ``queue_limit`` bounds the number
 
 Dialect differences (error shapes, 22/21 rewriting, relays' trimmed properties) are the app's
 business, except :meth:`Engine.task_json`, which renders a task either way.
+
+Reads (fetch, list-by-condition, the notify hook) see :meth:`Engine.read_view`: the job as the
+account runs it (:meth:`Engine.status_of`), except that a *chatty* emulator moves progress on
+nearly every read and gives IN_PROGRESS previews a new cache-busting query string each time,
+and ``status_lag_seconds`` shows the job as it was that long ago (a relay's lagging copy).
+
+Request rules that are the protocol's (lengths of ``state`` and ``notifyHook``, http(s) URLs,
+data URLs, blend image count, ``botType`` and ``dimensions`` values) come from
+:mod:`airflow_provider_mj.inputs`, the module the hook validates with, so the client and this
+server cannot disagree about them; only the error shape (code 4) is the emulator's.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import heapq
 import itertools
@@ -26,21 +34,31 @@ import re
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from airflow_provider_mj.models import buttons_for_action, parse_custom_id
+from airflow_provider_mj import inputs
+from airflow_provider_mj.exceptions import MidjourneyValidationError
+from airflow_provider_mj.models import (
+    MidjourneyTask,
+    TaskOutcome,
+    TaskStatus,
+    buttons_for_action,
+    parse_custom_id,
+    task_outcome,
+)
 
 from . import images
 from .settings import EmulatorSettings
 
 KEYCAPS = tuple(f"{n}\ufe0f\u20e3" for n in range(1, 10))
-BOT_TYPES = ("MID_JOURNEY", "NIJI_JOURNEY")
-DIMENSIONS = {"PORTRAIT": (2, 3), "SQUARE": (1, 1), "LANDSCAPE": (3, 2)}
+#: Aspect ratio of each blend ``dimensions`` value (the values themselves: ``inputs.DIMENSIONS``).
+DIMENSIONS = dict(zip(inputs.DIMENSIONS, ((2, 3), (1, 1), (3, 2))))
 MAX_STATE_KEYS = 10_000
 
-_DATA_URL = re.compile(r"^data:(?P<mime>image/[\w.+-]+);base64,(?P<data>[A-Za-z0-9+/=\s]+)$", re.S)
 _AR = re.compile(r"--(?:ar|aspect)\s+(\d{1,3})\s*:\s*(\d{1,3})", re.I)
 
 
@@ -52,26 +70,29 @@ _AR = re.compile(r"--(?:ar|aspect)\s+(\d{1,3})\s*:\s*(\d{1,3})", re.I)
 class SubmitError(Exception):
     """A refused submit or read: ``code`` as in PROTOCOL.md, plus the proxy's HTTP status.
 
-    :param relay_code: what a relay puts in its ``code`` (an int, or a string like
-        ``"task_not_found"``); defaults to ``code``.
+    :param relay_reason: set when a relay refuses the request itself, before asking its
+        upstream server (new-api checks the prompt and the parent task first): the reason it
+        reports, such as ``"prompt_is_required"``. None: a relay passes the upstream server's
+        reply through as it came (queue full, banned prompt, most validation).
     """
 
     def __init__(self, code: int, description: str, *, http_status: int = 200,
-                 relay_code: int | str | None = None, properties: dict[str, Any] | None = None) -> None:
+                 relay_reason: str | None = None, properties: dict[str, Any] | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.http_status = http_status
-        self.relay_code = relay_code if relay_code is not None else code
+        self.relay_reason = relay_reason
         self.properties = properties or {}
 
 
-def invalid(description: str, relay_code: int | str | None = None) -> SubmitError:
-    return SubmitError(4, description, relay_code=relay_code)
+def invalid(description: str, relay_reason: str | None = None) -> SubmitError:
+    return SubmitError(4, description, relay_reason=relay_reason)
 
 
-def not_found(what: str = "task") -> SubmitError:
-    return SubmitError(3, f"{what} not found", http_status=404, relay_code="task_not_found")
+def not_found(what: str = "task", relay_reason: str = "task_not_found") -> SubmitError:
+    """No such task. new-api spells the reason ``task_no_found`` on fetch and image-seed."""
+    return SubmitError(3, f"{what} not found", http_status=404, relay_reason=relay_reason)
 
 
 @dataclass
@@ -97,15 +118,14 @@ class Common:
     mode: str = "default"
 
     def validate(self) -> None:
-        if self.state is not None and len(self.state) > 255:
-            raise invalid("state is longer than 255 characters")
+        if self.state is not None and len(self.state) > inputs.MAX_STATE_LENGTH:
+            raise invalid(f"state is longer than {inputs.MAX_STATE_LENGTH} characters")
         if self.notify_hook:
-            if len(self.notify_hook) > 2000:
-                raise invalid("notifyHook is longer than 2000 characters")
-            if not _is_http_url(self.notify_hook):
-                raise invalid("notifyHook must be an http(s) URL")
-        if self.bot_type and self.bot_type not in BOT_TYPES:
-            raise invalid(f"botType must be one of {', '.join(BOT_TYPES)}")
+            with _as_code_4("notifyHook"):
+                inputs.validate_notify_hook(self.notify_hook)
+        # A server is stricter than our client, which also accepts other cases and spellings.
+        if self.bot_type and self.bot_type not in inputs.BOT_TYPES:
+            raise invalid(f"botType must be one of {', '.join(inputs.BOT_TYPES)}")
         if self.account_filter is not None and not isinstance(self.account_filter, dict):
             raise invalid("accountFilter must be an object")
 
@@ -226,6 +246,7 @@ class Engine:
         self.counters = Counters()
         self._ids = itertools.count(int(clock() * 1000) * 1000 % 10**16)
         self._rng = random.Random()
+        self._reads = itertools.count(1)
         self.reset()
 
     # -- state ----------------------------------------------------------------------------------
@@ -304,7 +325,7 @@ class Engine:
         ahead: int | None = None
         if earliest > now:
             if len(waiting) >= self.settings.queue_limit:
-                raise SubmitError(23, "queue is full, please try again later", relay_code=23)
+                raise SubmitError(23, "queue is full, please try again later")
             ahead = len(waiting)
             start = earliest
         else:
@@ -357,8 +378,8 @@ class Engine:
     def blend(self, base64_array: Any, dimensions: Any, common: Common) -> Accepted:
         common.validate()
         items = _as_list(base64_array, "base64Array")
-        if not 2 <= len(items) <= 5:
-            raise invalid("base64Array must hold 2 to 5 images")
+        if not inputs.MIN_BLEND_IMAGES <= len(items) <= inputs.MAX_BLEND_IMAGES:
+            raise invalid(f"base64Array must hold {inputs.MIN_BLEND_IMAGES} to {inputs.MAX_BLEND_IMAGES} images")
         refs = [_check_data_url(item, "base64Array") for item in items]
         dims = str(dimensions or "SQUARE").upper()
         if dims not in DIMENSIONS:
@@ -417,7 +438,7 @@ class Engine:
         if parent is None:
             raise not_found("parent task")
         if self.status_of(parent).status != "SUCCESS":
-            raise invalid("the parent task has not succeeded")
+            raise invalid("the parent task has not succeeded", relay_reason="task_status_not_success")
         custom_id = custom_id.strip()
         if custom_id not in {b.custom_id for b in buttons_for_action(parent.action, parent.message_hash)}:
             raise invalid("customId is not a button of the parent task")
@@ -491,6 +512,28 @@ class Engine:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    def read_view(self, job: Job, now: float | None = None) -> View:
+        """The job as a read shows it at ``now`` (fetch, list-by-condition, notify hook).
+
+        Calm (the default): :meth:`status_of`. ``status_lag_seconds`` shows the job as it was
+        that long ago, as a relay's copy lags behind its upstream server. ``chatty`` moves
+        progress by whole percents of the elapsed time (so nearly every poll reads a new value)
+        where the calm emulator moves it in ``progress_steps`` steps.
+        """
+        settings = self.settings
+        seen_at = (self.clock() if now is None else now) - settings.status_lag_seconds
+        view = self.status_of(job, seen_at)
+        if settings.chatty and view.status in ("SUBMITTED", "IN_PROGRESS") and job.duration > 0:
+            assert job.start_at is not None  # started: SUBMITTED and IN_PROGRESS come after start
+            percent = min(99, max(1, int((seen_at - job.start_at) / job.duration * 100)))
+            view = View("IN_PROGRESS", f"{percent}%", view.start_ms, None)
+        return view
+
+    def outcome(self, job: Job, now: float | None = None) -> TaskOutcome:
+        """What a client decides from a read of ``job``: the models' one definition of done."""
+        status = TaskStatus.parse(self.read_view(job, now).status)
+        return task_outcome(MidjourneyTask(id=job.id, status=status))
+
     def image_seed(self, task_id: str) -> str:
         job = self.get(task_id)
         if job is None:
@@ -504,7 +547,7 @@ class Engine:
 
     def task_dict(self, job: Job, base_url: str, relay: bool, now: float | None = None) -> dict[str, Any]:
         """The task as ``/mj/task/{id}/fetch`` shows it, in the proxy or relay dialect."""
-        view = self.status_of(job, now)
+        view = self.read_view(job, now)
         status = view.status
         empty = 0 if relay else None
         done = status == "SUCCESS"
@@ -521,6 +564,9 @@ class Engine:
             image_url = job.image_path()
         elif status == "IN_PROGRESS":
             image_url = job.image_path(preview=True)
+            if image_url and self.settings.chatty:
+                # new-api serves previews through its own origin with a cache-buster per read.
+                image_url += f"?rand={next(self._reads)}"
         if image_url.startswith("/"):
             image_url = base_url + image_url
         if relay:
@@ -552,7 +598,7 @@ class Engine:
         now = self.clock()
         data = dumps(self.task_dict(job, base_url, relay, now))
         end = job.end_at
-        if end is not None and now >= end and len(job.cache) < 4:
+        if end is not None and now - self.settings.status_lag_seconds >= end and len(job.cache) < 4:
             job.cache[key] = data
         return data
 
@@ -561,8 +607,7 @@ class Engine:
     def _check_banned(self, prompt: str) -> None:
         word = _find_word(prompt, self.settings.banned_words)
         if word is not None:
-            raise SubmitError(24, f"banned prompt: {word}", relay_code=24,
-                              properties={"bannedWord": word, "promptEn": prompt})
+            raise SubmitError(24, f"banned prompt: {word}", properties={"bannedWord": word, "promptEn": prompt})
 
     def _cell_for_prompt(self, prompt: str, default: tuple[int, int] | None = None) -> tuple[int, int]:
         m = _AR.search(prompt)
@@ -586,17 +631,26 @@ def dumps(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+@contextmanager
+def _as_code_4(name: str) -> Iterator[None]:
+    """Answer a rule of :mod:`airflow_provider_mj.inputs` that fails as a server does: code 4."""
+    try:
+        yield
+    except MidjourneyValidationError as err:
+        raise invalid(f"{name}: {err}") from None
+
+
 def _is_http_url(value: str) -> bool:
     try:
-        parts = urlsplit(value)
-    except ValueError:
+        inputs.validate_http_url(value, field="url")
+    except MidjourneyValidationError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+    return True
 
 
 def _require_prompt(prompt: Any) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
-        raise invalid("prompt is required", relay_code="prompt_is_required")
+        raise invalid("prompt is required", relay_reason="prompt_is_required")
     return prompt.strip()
 
 
@@ -610,17 +664,8 @@ def _as_list(value: Any, name: str) -> list[Any]:
 
 def _check_data_url(value: Any, name: str) -> str:
     """Validate a ``data:image/...;base64,`` URL; a short digest of its bytes."""
-    if not isinstance(value, str):
-        raise invalid(f"{name} must hold data URLs")
-    m = _DATA_URL.match(value.strip())
-    if not m:
-        raise invalid(f"{name}: not a data:image/...;base64, URL")
-    try:
-        raw = base64.b64decode(re.sub(r"\s", "", m["data"]), validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid(f"{name}: invalid base64") from None
-    if not raw:
-        raise invalid(f"{name}: empty image")
+    with _as_code_4(name):
+        _, raw = inputs.parse_data_url(value, field=name)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 

@@ -120,8 +120,9 @@ async def apply_faults(scope: dict, receive: Callable, send: Callable, app: ASGI
     if kind == "rate_limit":
         retry = [(b"retry-after", str(faults.retry_after).encode())]
         if relay:
-            body = json.dumps({"error": {"message": "too many requests, retry later",
-                                         "type": "new_api_error"}}).encode()
+            # new-api's answer when the channel group is saturated: code 30, HTTP 429.
+            body = json.dumps({"description": "the channel group is saturated, please retry later ",
+                               "type": "upstream_error", "code": 30}).encode()
             return await _send_simple(send, 429, body, "application/json", retry)
         return await _send_simple(send, 429, b"", None, retry)
     if kind == "server_error":

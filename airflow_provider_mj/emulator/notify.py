@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
+
+from airflow_provider_mj.models import TaskOutcome
 
 if TYPE_CHECKING:
-    from .app import EmulatorState
+    from .engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +25,16 @@ CHECK_INTERVAL = 0.1
 POST_TIMEOUT = 5.0
 #: Jobs watched at most (oldest dropped first): client-chosen URLs must not grow memory unbounded.
 MAX_WATCHED = 10_000
-_TERMINAL = frozenset({"SUCCESS", "FAILURE", "CANCEL"})
 
 
 class Notifier:
     """Watches jobs that carry a ``notifyHook`` and calls it when their status or progress changes."""
 
-    def __init__(self, state: EmulatorState) -> None:
-        self.state = state
+    def __init__(self, engine: Engine, relay: Callable[[], bool]) -> None:
+        """:param engine: the jobs. :param relay: whether the emulator speaks the relay dialect now
+        (it can change at run time), which shapes the task JSON sent."""
+        self.engine = engine
+        self.relay = relay
         #: task id -> (base URL for imageUrl, last (status, progress) sent)
         self.watched: dict[str, tuple[str, tuple[str, str] | None]] = {}
         self.sent = 0
@@ -61,21 +65,21 @@ class Notifier:
                 await asyncio.gather(*self._posts, return_exceptions=True)
 
     def _check(self, session: Any) -> None:
-        engine = self.state.engine
+        engine = self.engine
         for task_id, (base_url, last) in list(self.watched.items()):
             job = engine.get(task_id)
             if job is None or not job.common.notify_hook:
                 self.watched.pop(task_id, None)
                 continue
-            view = engine.status_of(job)
+            view = engine.read_view(job)
             seen = (view.status, view.progress)
             if seen == last:
                 continue
-            if view.status in _TERMINAL:
+            if engine.outcome(job) is not TaskOutcome.RUNNING:
                 self.watched.pop(task_id, None)
             else:
                 self.watched[task_id] = (base_url, seen)
-            body = engine.task_json(job, base_url, self.state.relay)
+            body = engine.task_json(job, base_url, self.relay())
             post = asyncio.get_running_loop().create_task(self._post(session, job.common.notify_hook, body))
             self._posts.add(post)
             post.add_done_callback(self._posts.discard)

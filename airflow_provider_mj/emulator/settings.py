@@ -25,7 +25,8 @@ class FaultSettings:
     Faults apply to the ``/mj`` routes only, never to ``/_emulator`` or ``/images``.
 
     :param seed: seed of the fault streams; changing any fault setting at run time re-seeds them.
-    :param rate_limit: HTTP 429 with a ``Retry-After`` header (empty body in the proxy dialect).
+    :param rate_limit: HTTP 429 with a ``Retry-After`` header (empty body in the proxy dialect;
+        a relay's saturated-channel error, ``code`` 30, in the relay dialect).
     :param server_error: HTTP 500 (proxy) or 503 (relay), the request is not processed.
     :param slow: the reply is delayed by ``slow_seconds``, then the request is processed normally.
     :param drop: the connection is closed without any reply; the request is not processed.
@@ -95,6 +96,11 @@ class EmulatorSettings:
     :param host: interface to bind (CLI and ``start_emulator``).
     :param port: port to bind; 0 picks a free one.
     :param faults: fault injection, see :class:`FaultSettings`.
+    :param chatty: behave like a chatty relay: progress moves on nearly every read (whole
+        percents of the elapsed time instead of ``progress_steps`` steps) and an IN_PROGRESS
+        preview ``imageUrl`` carries a new cache-busting query string on every read.
+    :param status_lag_seconds: reads show each job as it was this long ago (a relay's copy of
+        its upstream lags); 0: no lag.
     """
 
     api_key: str | None = None
@@ -113,6 +119,8 @@ class EmulatorSettings:
     host: str = "127.0.0.1"
     port: int = 0
     faults: FaultSettings = field(default_factory=FaultSettings)
+    chatty: bool = False
+    status_lag_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         # Accept lists (JSON, CLI) for the word tuples and a dict for faults.
@@ -124,6 +132,8 @@ class EmulatorSettings:
             raise ValueError(f"dialect must be one of {DIALECTS}, got {self.dialect!r}")
         if self.job_seconds < 0:
             raise ValueError("job_seconds must be >= 0")
+        if self.status_lag_seconds < 0:
+            raise ValueError("status_lag_seconds must be >= 0")
         if self.progress_steps < 0:
             raise ValueError("progress_steps must be >= 0")
         if self.concurrency < 1:

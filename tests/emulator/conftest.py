@@ -18,7 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "api_key": None, "job_seconds": JOB_SECONDS, "progress_steps": 3, "concurrency": 50,
     "queue_limit": 10, "banned_words": list(DEFAULT_BANNED_WORDS), "fail_words": list(DEFAULT_FAIL_WORDS),
     "task_ttl_seconds": 3600.0, "max_tasks": 10_000, "faults": FaultSettings().to_dict(),
-    "public_base_url": None, "image_size": 240,
+    "public_base_url": None, "image_size": 240, "chatty": False, "status_lag_seconds": 0.0,
 }
 
 # A 1x1 PNG, and another image, as data URLs.

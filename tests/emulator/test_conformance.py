@@ -312,10 +312,16 @@ def _relay_error(reply):
     return body["code"]
 
 
+def _passed_through(reply, code):
+    """An upstream refusal a relay passes on as it came: HTTP 200, the midjourney-proxy envelope."""
+    assert reply.status_code == 200, (reply.status_code, reply.text)
+    body = reply.json()
+    assert body["code"] == code and body["result"] is None and "type" not in body, body
+    return body
+
+
 def test_relay_errors_are_http_400_upstream_error(relay):
     assert _relay_error(relay.post("submit/imagine", {"prompt": ""})) == "prompt_is_required"
-    assert _relay_error(relay.post("submit/blend", {"base64Array": [PNG_1]})) == 4
-    assert _relay_error(relay.post("submit/imagine", {"prompt": "banned-word"})) == 24
     assert _relay_error(relay.post("submit/action", {"taskId": "1234567890123456",
                                                      "customId": "MJ::JOB::upsample::1::x"})) == "task_not_found"
     assert _relay_error(relay.post("submit/modal", {"taskId": "1234567890123456"})) == "task_not_found"
@@ -323,11 +329,17 @@ def test_relay_errors_are_http_400_upstream_error(relay):
     assert _relay_error(relay.get("task/1234567890123456/image-seed")) == "task_not_found"
 
 
-def test_relay_queue_full_is_400_code_23(relay_emu):
+def test_relay_passes_upstream_refusals_through_as_http_200_envelopes(relay):
+    _passed_through(relay.post("submit/blend", {"base64Array": [PNG_1]}), 4)
+    banned = _passed_through(relay.post("submit/imagine", {"prompt": "banned-word"}), 24)
+    assert banned["properties"]["bannedWord"] == "banned-word"
+
+
+def test_relay_passes_queue_full_through_as_http_200_code_23(relay_emu):
     relay_emu.configure(concurrency=1, queue_limit=0)
     r = Client(relay_emu)
     r.submit("imagine", {"prompt": "one"})
-    assert _relay_error(r.post("submit/imagine", {"prompt": "two"})) == 23
+    _passed_through(r.post("submit/imagine", {"prompt": "two"}), 23)
 
 
 def test_relay_keeps_only_final_prompt_and_uses_zero_times(relay_emu):

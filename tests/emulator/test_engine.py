@@ -113,3 +113,58 @@ def test_submits_by_state_is_bounded(monkeypatch):
     for n in range(6):
         engine.shorten("x", Common(state=f"s{n}"))
     assert dict(engine.counters.submits_by_state) == {"s0": 1, "s1": 1, "s2": 1, "<other>": 3}
+
+
+def test_calm_reads_repeat_between_progress_steps():
+    engine, clock = make()
+    job = engine.get(engine.imagine("calm", None, Common()).task_id)
+    clock.now += 3
+    first = engine.task_json(job, "http://e", relay=True)
+    clock.now += 1
+    assert engine.task_json(job, "http://e", relay=True) == first
+
+
+def test_chatty_progress_moves_with_the_clock_and_previews_bust_caches():
+    engine, clock = make(chatty=True)
+    job = engine.get(engine.imagine("chatty", None, Common()).task_id)
+    start = clock.now
+    seen = []
+    for offset in (0.5, 1.5, 3.0, 9.95):
+        clock.now = start + offset
+        seen.append(engine.task_dict(job, "http://e", relay=True))
+    assert [t["status"] for t in seen] == ["IN_PROGRESS"] * 4
+    assert [t["progress"] for t in seen] == ["5%", "15%", "30%", "99%"]
+    urls = [t["imageUrl"] for t in seen]
+    assert len(set(urls)) == 4 and all("?rand=" in u for u in urls)
+    # Two reads at the same instant still differ: the cache-buster changes on every read.
+    assert engine.task_json(job, "http://e", relay=True) != engine.task_json(job, "http://e", relay=True)
+    clock.now = start + 10
+    done = engine.task_dict(job, "http://e", relay=True)
+    assert done["status"] == "SUCCESS" and done["progress"] == "100%" and "?" not in done["imageUrl"]
+
+
+def test_status_lag_shows_the_job_as_it_was():
+    engine, clock = make(status_lag_seconds=4)
+    task_id = engine.imagine("lagging", None, Common()).task_id
+    job = engine.get(task_id)
+    clock.now += 10
+    assert status(engine, task_id) == ("SUCCESS", "100%")  # the account is done...
+    assert engine.read_view(job).status == "IN_PROGRESS"  # ...the relay does not show it yet
+    assert engine.task_json(job, "http://e", relay=True) != engine.task_json(job, "http://e", relay=False)
+    assert b'"IN_PROGRESS"' in engine.task_json(job, "http://e", relay=True)
+    clock.now += 4
+    assert engine.read_view(job).status == "SUCCESS"
+    assert b'"SUCCESS"' in engine.task_json(job, "http://e", relay=True)
+
+
+def test_shared_request_rules_answer_code_4():
+    engine, _ = make()
+    for bad in (Common(state="s" * 256), Common(notify_hook="ftp://x/y"), Common(notify_hook="http://h/" + "a" * 2000),
+                Common(bot_type="niji_journey")):
+        with pytest.raises(SubmitError) as err:
+            engine.imagine("x", None, bad)
+        assert err.value.code == 4
+    for refs in (["data:text/plain;base64,aGk="], ["data:image/png;base64,%%%"], ["not a data url"]):
+        with pytest.raises(SubmitError) as err:
+            engine.imagine("x", refs, Common())
+        assert err.value.code == 4 and "base64Array" in err.value.description

@@ -27,11 +27,12 @@ def test_rate_limit_is_429_with_retry_after_and_empty_body(emu, client):
     assert emu.counters()["faults"] == {"rate_limit": 1}
 
 
-def test_relay_rate_limit_is_429_with_a_json_error(relay_emu, relay):
+def test_relay_rate_limit_is_429_code_30_saturated(relay_emu, relay):
     relay_emu.configure(faults={"rate_limit": 1.0})
     reply = relay.post("submit/imagine", {"prompt": "x"})
     assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
-    assert reply.json()["error"]["type"] == "new_api_error"
+    body = reply.json()
+    assert body["code"] == 30 and body["type"] == "upstream_error" and body["description"]
     assert relay_emu.counters()["tasks"] == 0
 
 

@@ -77,10 +77,10 @@ def test_a_banned_prompt_reports_the_prompt_and_the_banned_word(hook, mj_connect
         hook.imagine(f"{LONG} banned-word")
     err = info.value
     # No task exists for a refused prompt, so there is no task id to name; the word is the reason
-    # (proxies send it in properties.bannedWord, relays only in their description: both are shown).
+    # (properties.bannedWord: relays pass the upstream server's code-24 envelope through as it came).
     _assert_names_task_prompt_and_reason(str(err), None, "banned-word")
     assert err.code == 24
-    assert err.banned_word == ("banned-word" if dialect == "proxy" else None)
+    assert err.banned_word == "banned-word"
     assert "Rephrase the prompt" in str(err)
     assert mj_connection.counters()["submits"]["imagine"] == 0
 
