@@ -175,8 +175,11 @@ class Job:
             return None
         return self.fail_at if self.fail_at is not None else self.start_at + self.duration
 
-    def image_path(self, preview: bool = False) -> str:
-        """The path (under the base URL) of the task's image, "" when it has none."""
+    def image_path(self, preview: int | None = None) -> str:
+        """The path (under the base URL) of the task's image, "" when it has none.
+
+        :param preview: a running job's progress percent: the path of its preview at that point.
+        """
         if not self.image_kind:
             return ""
         cw, ch = self.cell
@@ -186,8 +189,8 @@ class Job:
             kind, size = "single", (2 * cw, 2 * ch)
         else:
             kind, size = "single", (cw, ch)
-        if preview:
-            kind += "-preview"
+        if preview is not None:
+            kind = images.preview_kind(kind, preview)
         return "/images/" + images.image_name(self.image_seed, kind, *size)
 
 
@@ -563,7 +566,7 @@ class Engine:
         elif done:
             image_url = job.image_path()
         elif status == "IN_PROGRESS":
-            image_url = job.image_path(preview=True)
+            image_url = job.image_path(preview=int(view.progress.rstrip("%") or 0))
             if image_url and self.settings.chatty:
                 # new-api serves previews through its own origin with a cache-buster per read.
                 image_url += f"?rand={next(self._reads)}"
