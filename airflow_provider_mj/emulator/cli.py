@@ -13,6 +13,20 @@ from .settings import DEFAULT_BANNED_WORDS, DEFAULT_FAIL_WORDS, DIALECTS, Emulat
 READY_LINE = "Midjourney emulator listening on {url}"
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" only where the help text does not already say what the default is.
+
+    Options whose default is computed (``--api-key`` from the environment, the word lists, the
+    base URL of each request) say it in their own words; flags that are off unless given need none.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = EmulatorSettings()
     f = FaultSettings()
@@ -20,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mj-emulator",
         description="A local emulator of the Midjourney task API (/mj/submit/..., /mj/task/...). "
                     "Prints 'Midjourney emulator listening on http://HOST:PORT' once it accepts connections.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind")
     p.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one")
@@ -98,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    settings = settings.merged(port=port)  # --port 0: /_emulator/config shows the port it got
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):  # type: ignore[no-untyped-def]

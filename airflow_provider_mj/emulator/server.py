@@ -22,12 +22,13 @@ class RunningEmulator:
     """
 
     def __init__(self, settings: EmulatorSettings) -> None:
-        self.app = create_app(settings)
         self._sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET,
                                    socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((settings.host, settings.port))
         self.host, self.port = self._sock.getsockname()[:2]
+        # Port 0 asked for a free port: the settings (and /_emulator/config) show the one it got.
+        self.app = create_app(settings.merged(port=self.port))
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"http://{host}:{self.port}"
         config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False,

@@ -77,3 +77,30 @@ def test_dropped_connections_do_not_spam_the_log(served):
     proc.terminate()
     _, err = proc.communicate(timeout=10)
     assert "ASGI callable" not in err and "Traceback" not in err
+
+
+def test_help_gives_each_option_one_default():
+    out = subprocess.run([sys.executable, "-m", "airflow_provider_mj.emulator", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    options = re.split(r"\n  (?=-)", out.split("options:", 1)[1])
+
+    for option in options:
+        assert " ".join(option.split()).lower().count("default") <= 1, option
+    text = " ".join(out.split())
+    assert "(default: None)" not in text and "default $MJ_EMULATOR_API_KEY" in text
+    assert "--port PORT port to bind; 0 picks a free one (default: 8080)" in text
+
+
+def test_the_cli_reports_the_port_it_got_for_port_0(served):
+    base, _ = served()
+
+    assert requests.get(base + "/_emulator/config").json()["port"] == int(base.rsplit(":", 1)[1])
+
+
+def test_an_in_process_emulator_reports_the_port_it_got():
+    from airflow_provider_mj.emulator import start_emulator
+
+    with start_emulator(job_seconds=0.1) as emu:
+        assert emu.port != 0
+        assert emu.settings.port == emu.port
+        assert emu.configure(job_seconds=0.2)["port"] == emu.port
