@@ -17,8 +17,11 @@ hands every subscriber its own task.
   deadlines bound the wait. Errors that retrying cannot fix (bad key...) are handed to every
   subscriber.
 
-* A subscriber is woken only when its task reads differently from last time, so a thousand
-  long jobs cost one batch call and a parse per interval, not a thousand coroutine wake-ups.
+* A subscriber is woken only for a reading its waiter uses: a new status, or a progress line that
+  is due (see :class:`ProgressThrottle`). A task that changed only in ways nobody reads (a
+  preview's cache-busting query string, progress between two log lines) wakes nobody, so a
+  thousand long jobs on a chatty relay cost one batch call and a parse per interval, not a
+  thousand coroutine wake-ups and log lines.
 
 :func:`poll_task` is the per-task alternative (``MidjourneyTaskTrigger(coalesce=False)``): one
 ``fetch`` per task per interval on the same shared session. :func:`wait_for_terminal` runs either
@@ -45,30 +48,64 @@ log = logging.getLogger(__name__)
 
 #: Ids per list-by-condition call; servers handle large bodies, but one huge call is one big stall.
 MAX_IDS_PER_CALL = 500
+#: By default a wait logs progress at most once per this many poll intervals (status changes always).
+PROGRESS_LOG_POLLS = 4
+
+
+class ProgressThrottle:
+    """Which readings of one task its waiter shows: the one rule for progress lines and wake-ups.
+
+    A reading is wanted when it is the first, when its status differs from the last one shown
+    (so every status change, the terminal one included, is always shown), or when only its
+    progress moved and at least ``every`` seconds passed since the last line. Anything else
+    (the same status and progress, a new preview URL, progress moving between two lines) is
+    not wanted: the coalesced poller does not even wake the waiter for it.
+
+    :param every: seconds between two progress lines of the same status; 0 shows every change.
+    """
+
+    __slots__ = ("every", "_status", "_progress", "_due")
+
+    def __init__(self, every: float) -> None:
+        self.every = float(every)
+        self._status: str | None = None
+        self._progress: str | None = None
+        self._due = 0.0
+
+    def wants(self, raw_status: str, progress: str, now: float) -> bool:
+        """Whether a reading with this status and progress, seen at ``now`` (loop time), is shown."""
+        if raw_status != self._status:
+            return True
+        return progress != self._progress and now >= self._due
+
+    def shown(self, raw_status: str, progress: str, now: float) -> None:
+        """Record that a reading was shown at ``now``."""
+        self._status, self._progress = raw_status, progress
+        self._due = now + self.every
 
 
 class _Subscription:
-    """One waiting trigger: the latest task (or error) the poller saw for its id."""
+    """One waiting trigger: the latest task (or error) the poller saw for its id, and what it wants."""
 
-    __slots__ = ("mj_task_id", "_event", "_value")
+    __slots__ = ("mj_task_id", "_event", "_value", "_throttle")
 
-    def __init__(self, mj_task_id: str) -> None:
+    def __init__(self, mj_task_id: str, throttle: ProgressThrottle | None) -> None:
         self.mj_task_id = mj_task_id
         self._event = asyncio.Event()
         self._value: MidjourneyTask | BaseException | None = None
+        self._throttle = throttle
 
-    def deliver(self, value: MidjourneyTask | BaseException) -> None:
-        # A task that reads exactly as last time wakes nobody: most polls of a long job see no
-        # change, and a thousand wake-ups per interval for nothing is the triggerer's CPU.
-        last = self._value
-        if (
-            last is not None
-            and not isinstance(value, BaseException)
-            and not isinstance(last, BaseException)
-            and value.raw
-            and value.raw == last.raw
-        ):
-            return
+    def deliver(self, value: MidjourneyTask | BaseException, now: float) -> None:
+        # Wake the waiter only for what it will use: most polls of a long job bring nothing it
+        # shows, and a thousand wake-ups per interval for nothing is the triggerer's CPU.
+        if not isinstance(value, BaseException):
+            last = self._value
+            throttle = self._throttle
+            if throttle is not None:
+                if not throttle.wants(value.raw_status, value.progress, now):
+                    return
+            elif isinstance(last, type(value)) and value.raw and value.raw == last.raw:
+                return
         self._value = value
         self._event.set()
 
@@ -124,13 +161,15 @@ class TaskPoller:
     def subscribed_ids(self) -> set[str]:
         return set(self._subscribers)
 
-    async def watch(self, mj_task_id: str) -> AsyncIterator[MidjourneyTask]:
+    async def watch(self, mj_task_id: str, throttle: ProgressThrottle | None = None) -> AsyncIterator[MidjourneyTask]:
         """Yield the task when the poller first reads it and whenever it changes, until the caller
         stops iterating (a read identical to the previous one is not yielded again).
 
+        With a ``throttle``, only readings it :meth:`~ProgressThrottle.wants` are yielded (the
+        caller records what it shows with :meth:`~ProgressThrottle.shown`). Errors always are.
         Leaving the loop (``break``, ``return``, cancellation) unsubscribes at once.
         """
-        sub = _Subscription(mj_task_id)
+        sub = _Subscription(mj_task_id, throttle)
         self._subscribers.setdefault(mj_task_id, set()).add(sub)
         self._ensure_running()
         try:
@@ -210,18 +249,20 @@ class TaskPoller:
                 self.stats["single_fetches"] += 1
             except MidjourneyError as err:
                 self._fail_or_wait([mj_task_id], err)
+        now = asyncio.get_running_loop().time()
         for mj_task_id, task in found.items():
             for sub in list(self._subscribers.get(mj_task_id, ())):
-                sub.deliver(task)
+                sub.deliver(task, now)
 
     def _fail_or_wait(self, ids: list[str], err: MidjourneyError) -> None:
         self.stats["errors"] += 1
         if err.retryable:
             log.warning("Polling %d Midjourney task(s) failed, retrying next interval: %s", len(ids), err)
             return
+        now = asyncio.get_running_loop().time()
         for mj_task_id in ids:
             for sub in list(self._subscribers.get(mj_task_id, ())):
-                sub.deliver(err)
+                sub.deliver(err, now)
 
 
 def _means_unsupported(err: MidjourneyError) -> bool:
@@ -261,7 +302,7 @@ async def poll_task(hook: Any, mj_task_id: str, poll_interval: float) -> AsyncIt
 
 async def wait_for_terminal(
     hook: Any, mj_task_id: str, *, poll_interval: float, deadline: float | None, on_progress=None,
-    coalesce: bool = True, visible_by: float | None = None,
+    coalesce: bool = True, visible_by: float | None = None, progress_every: float | None = None,
 ) -> MidjourneyTask | None:
     """Wait until the task is terminal; None when the deadline passes first.
 
@@ -270,10 +311,12 @@ async def wait_for_terminal(
     task alone with :func:`poll_task`. Either way :func:`~airflow_provider_mj.models.task_outcome`
     decides when the task is done.
 
-    ``deadline`` is epoch seconds. ``on_progress(task)`` is called whenever status or progress
-    changes (for the ``IN_PROGRESS 45%`` log lines). Until ``visible_by`` (epoch seconds), a
-    "no such task" answer means the job is not visible yet (relays can lag right after a submit)
-    and the wait goes on; after it, or when None, it is raised.
+    ``deadline`` is epoch seconds. ``on_progress(task)`` is called for the readings worth a log
+    line (``IN_PROGRESS 45%``): the first, every status change (the final one included), and a
+    progress change at most every ``progress_every`` seconds (default :data:`PROGRESS_LOG_POLLS`
+    poll intervals; 0: every change); see :class:`ProgressThrottle`. Until ``visible_by`` (epoch
+    seconds), a "no such task" answer means the job is not visible yet (relays can lag right
+    after a submit) and the wait goes on; after it, or when None, it is raised.
     """
     from airflow_provider_mj.models import TaskOutcome, task_outcome
 
@@ -283,21 +326,25 @@ async def wait_for_terminal(
     when = None if deadline is None else loop.time() + (deadline - time.time())
     if when is not None and when <= loop.time():
         return None
-    last: tuple[str, str] | None = None
+    if progress_every is None:
+        progress_every = PROGRESS_LOG_POLLS * float(poll_interval)
+    throttle = ProgressThrottle(progress_every)
     try:
         async with asyncio.timeout_at(when):
             while True:
                 if coalesce:
-                    updates = TaskPoller.for_hook(hook, poll_interval).watch(mj_task_id)
+                    updates = TaskPoller.for_hook(hook, poll_interval).watch(mj_task_id, throttle)
                 else:
                     updates = poll_task(hook, mj_task_id, float(poll_interval))
                 try:
                     async for task in updates:
-                        seen = (task.raw_status, task.progress)
-                        if seen != last and on_progress is not None:
-                            on_progress(task)
-                        last = seen
-                        if task_outcome(task) is not TaskOutcome.RUNNING:
+                        now = loop.time()
+                        finished = task_outcome(task) is not TaskOutcome.RUNNING
+                        if finished or throttle.wants(task.raw_status, task.progress, now):
+                            throttle.shown(task.raw_status, task.progress, now)
+                            if on_progress is not None:
+                                on_progress(task)
+                        if finished:  # the final line is always shown, whatever the throttle says
                             return task
                 except MidjourneyNotFoundError:
                     if visible_by is None or time.time() >= visible_by:

@@ -182,3 +182,65 @@ async def test_a_waiter_is_woken_only_when_its_task_changes(mj_connection):
     assert poller.stats["ticks"] > len(seen)  # ~20 reads of the task...
     assert len(seen) == len(set(seen))  # ...but one wake-up per change
     await hook.aclose()
+
+
+def test_the_throttle_shows_status_changes_always_and_progress_at_most_every_n_seconds():
+    from airflow_provider_mj.polling import ProgressThrottle
+
+    throttle = ProgressThrottle(every=10)
+    assert throttle.wants("SUBMITTED", "0%", now=0)  # the first reading
+    throttle.shown("SUBMITTED", "0%", now=0)
+    assert not throttle.wants("SUBMITTED", "0%", now=50)  # nothing new
+    assert throttle.wants("IN_PROGRESS", "1%", now=1)  # a status change, however soon
+    throttle.shown("IN_PROGRESS", "1%", now=1)
+    assert not throttle.wants("IN_PROGRESS", "2%", now=5)  # progress between two lines
+    assert throttle.wants("IN_PROGRESS", "3%", now=11)  # ...and once the interval has passed
+    assert throttle.wants("SUCCESS", "100%", now=2)  # the terminal line
+    assert ProgressThrottle(every=0).wants("X", "1%", now=0)
+
+
+class _PreviewServer:
+    """A relay whose task stays IN_PROGRESS 50% but whose preview URL changes on every read, then
+    finishes after ``reads_before_done`` reads (the emulator's chatty mode also moves progress)."""
+
+    def __init__(self, mj_task_id: str, reads_before_done: int) -> None:
+        self.mj_task_id = mj_task_id
+        self.reads = 0
+        self.reads_before_done = reads_before_done
+
+    async def list_by_condition(self, request: web.Request) -> web.Response:
+        self.reads += 1
+        task = {"id": self.mj_task_id, "status": "IN_PROGRESS", "progress": "50%",
+                "imageUrl": f"http://127.0.0.1/mj/image/{self.mj_task_id}?rand={self.reads}"}
+        if self.reads > self.reads_before_done:
+            task.update(status="SUCCESS", progress="100%", imageUrl="http://127.0.0.1/x.png")
+        return web.json_response([task])
+
+
+async def test_a_task_whose_preview_url_alone_changes_does_not_wake_its_waiter(monkeypatch):
+    from airflow_provider_mj.polling import ProgressThrottle
+
+    server = _PreviewServer("1000000000000009", reads_before_done=15)
+    app = web.Application()
+    app.router.add_post("/mj/task/list-by-condition", server.list_by_condition)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(f"http://127.0.0.1:{port}"))
+    try:
+        hook = MidjourneyHook()
+        poller = TaskPoller.for_hook(hook, 0.01)
+        throttle = ProgressThrottle(every=0)  # even with every progress change wanted
+        woken = []
+        async for task in poller.watch(server.mj_task_id, throttle):
+            woken.append((task.raw_status, task.progress, task.image_url))
+            throttle.shown(task.raw_status, task.progress, asyncio.get_running_loop().time())
+            if task.status is TaskStatus.SUCCESS:
+                break
+        assert server.reads == 16
+        assert [w[:2] for w in woken] == [("IN_PROGRESS", "50%"), ("SUCCESS", "100%")]  # 16 reads, 2 wake-ups
+        await hook.aclose()
+    finally:
+        await runner.cleanup()

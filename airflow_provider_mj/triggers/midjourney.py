@@ -85,7 +85,10 @@ class MidjourneyTaskTrigger(BaseTrigger):
     with ``coalesce=False`` the trigger fetches its own task once per interval. Both go through
     the hook's async path (one aiohttp session per connection and event loop, no sync I/O, no
     per-poll connection lookup).
-    Every status or progress change is logged (``IN_PROGRESS 45%``). Transient errors (rate limit,
+    Every status change is logged (``Midjourney task ...: IN_PROGRESS 45%``), the final one
+    included; progress between two status changes at most every ``progress_log_interval``
+    seconds, so a chatty relay whose progress moves on every read fills neither the task log nor
+    the triggerer's CPU. Transient errors (rate limit,
     5xx, connection) are retried by the hook with backoff, then on the next tick, without failing
     the task; errors retrying cannot fix end the wait with an ``error`` event. The trigger stops
     at ``deadline`` at the latest, with a ``timeout`` event.
@@ -102,12 +105,14 @@ class MidjourneyTaskTrigger(BaseTrigger):
         ``list-by-condition`` is slow or rate-limited harder than single fetches.
     :param visible_by: epoch seconds until which "no such task" means the job is not visible yet
         (a relay lagging right after the submit) and the wait goes on. None: not found is an error.
+    :param progress_log_interval: seconds between two progress lines of the same status. None
+        (default): four poll intervals; 0: log every progress change.
     """
 
     # A triggerer may hold thousands of these while they wait: no per-instance __dict__ beyond
     # BaseTrigger's own.
     __slots__ = ("mj_task_id", "midjourney_conn_id", "poll_interval", "deadline", "prompt", "coalesce",
-                 "visible_by")
+                 "visible_by", "progress_log_interval")
 
     def __init__(
         self,
@@ -118,6 +123,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         prompt: str | None = None,
         coalesce: bool = True,
         visible_by: float | None = None,
+        progress_log_interval: float | None = None,
     ) -> None:
         super().__init__()
         self.mj_task_id = str(mj_task_id)
@@ -127,6 +133,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         self.prompt = prompt
         self.coalesce = bool(coalesce)
         self.visible_by = float(visible_by) if visible_by is not None else None
+        self.progress_log_interval = float(progress_log_interval) if progress_log_interval is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -139,6 +146,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
                 "prompt": self.prompt,
                 "coalesce": self.coalesce,
                 "visible_by": self.visible_by,
+                "progress_log_interval": self.progress_log_interval,
             },
         )
 
@@ -200,7 +208,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         # backoff) and errors retrying cannot fix are raised here.
         task = await wait_for_terminal(
             hook, self.mj_task_id, poll_interval=self.poll_interval, deadline=deadline, on_progress=on_progress,
-            coalesce=self.coalesce, visible_by=self.visible_by,
+            coalesce=self.coalesce, visible_by=self.visible_by, progress_every=self.progress_log_interval,
         )
         if task is None:
             return self._timeout_event(last_task[0] if last_task else None)

@@ -37,9 +37,11 @@ def submit(hook, prompt: str) -> str:
     return hook.imagine(prompt).mj_task_id
 
 
-async def test_success_yields_one_event_with_the_finished_task(hook, capfd):
+async def test_success_yields_one_event_with_the_finished_task(hook, mj_connection, capfd):
+    mj_connection.configure(job_seconds=1.0)  # each progress value lasts 0.25 s: polls see them all
     mj_task_id = submit(hook, "a trigger success")
-    trigger = MidjourneyTaskTrigger(mj_task_id=mj_task_id, poll_interval=0.05, deadline=time.time() + 20)
+    trigger = MidjourneyTaskTrigger(mj_task_id=mj_task_id, poll_interval=0.05, deadline=time.time() + 20,
+                                    progress_log_interval=0)
 
     events = await run_trigger(trigger)
 
@@ -49,7 +51,7 @@ async def test_success_yields_one_event_with_the_finished_task(hook, capfd):
     assert payload["task"]["status"] == "SUCCESS" and payload["task"]["imageUrl"]
     assert task_from_event(payload).id == mj_task_id
     logged = capfd.readouterr().out
-    assert f"Midjourney task {mj_task_id}: IN_PROGRESS 50%" in logged  # progress changes are logged
+    assert f"Midjourney task {mj_task_id}: IN_PROGRESS 50%" in logged  # every change, when asked (0)
 
 
 async def test_failure_yields_a_failed_event(hook):
@@ -224,12 +226,13 @@ async def test_per_task_mode_polls_its_own_task_with_fetch(hook, mj_connection):
     assert after.get("task/list-by-condition", 0) == before.get("task/list-by-condition", 0)
 
 
-async def test_per_task_mode_reports_failure_and_progress(hook, capfd):
+async def test_per_task_mode_reports_failure_and_progress(hook, mj_connection, capfd):
+    mj_connection.configure(job_seconds=1.0)  # each progress value lasts 0.25 s: polls see them all
     ok = submit(hook, "a per-task progress trigger")
     failing = submit(hook, "an emulator-fail per-task trigger")
     ok_events, failed_events = await asyncio.gather(
         run_trigger(MidjourneyTaskTrigger(mj_task_id=ok, poll_interval=0.05, deadline=time.time() + 20,
-                                          coalesce=False)),
+                                          coalesce=False, progress_log_interval=0)),
         run_trigger(MidjourneyTaskTrigger(mj_task_id=failing, poll_interval=0.05, deadline=time.time() + 20,
                                           coalesce=False)),
     )
@@ -306,3 +309,54 @@ def test_coalesce_is_serialized_and_defaults_to_true():
     classpath, kwargs = MidjourneyTaskTrigger(mj_task_id="1320098173412546", coalesce=False).serialize()
     assert kwargs["coalesce"] is False
     assert MidjourneyTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_progress_log_interval_is_serialized_and_old_kwargs_still_load():
+    classpath, kwargs = MidjourneyTaskTrigger(mj_task_id="1320098173412546", progress_log_interval=30).serialize()
+    assert kwargs["progress_log_interval"] == 30.0
+    assert MidjourneyTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
+    older = {k: v for k, v in kwargs.items() if k != "progress_log_interval"}  # a trigger deferred before
+    assert MidjourneyTaskTrigger(**older).progress_log_interval is None
+
+
+def _progress_lines(out: str, mj_task_id: str) -> list[str]:
+    prefix = f"Midjourney task {mj_task_id}: "
+    # "<time> [info] Midjourney task <id>: IN_PROGRESS 45% [<logger>] loc=..." -> "IN_PROGRESS 45%"
+    return [line.split(prefix, 1)[1].split(" [", 1)[0].strip() for line in out.splitlines() if prefix in line]
+
+
+@pytest.mark.parametrize("coalesce", [True, False], ids=["coalesced", "per-task"])
+async def test_a_chatty_relay_logs_the_first_line_status_changes_and_the_final_line(hook, mj_connection, capfd,
+                                                                                     coalesce):
+    # Progress moves on every read; with progress lines at most every 60 s, what remains is
+    # exactly the lines that must never be dropped.
+    mj_connection.configure(chatty=True, job_seconds=1.5)
+    mj_task_id = submit(hook, "a chatty trigger")
+    capfd.readouterr()
+    events = await run_trigger(MidjourneyTaskTrigger(mj_task_id=mj_task_id, poll_interval=0.02,
+                                                     deadline=time.time() + 20, coalesce=coalesce,
+                                                     progress_log_interval=60))
+    assert events[0].payload["status"] == "success"
+    lines = _progress_lines(capfd.readouterr().out, mj_task_id)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("IN_PROGRESS ") and lines[0].endswith("%")  # the first reading
+    assert lines[1] == "SUCCESS 100%"  # the final line
+
+
+async def test_a_status_change_is_logged_even_right_after_a_progress_line(hook, mj_connection, capfd):
+    mj_connection.configure(job_seconds=1.0)
+    ok, failing = submit(hook, "a status trigger"), submit(hook, "an emulator-fail status trigger")
+    capfd.readouterr()
+    await asyncio.gather(*(run_trigger(MidjourneyTaskTrigger(mj_task_id=i, poll_interval=0.02,
+                                                             deadline=time.time() + 20, progress_log_interval=60))
+                           for i in (ok, failing)))
+    out = capfd.readouterr().out
+    # The calm emulator goes SUBMITTED, IN_PROGRESS 25%, 50%, 75%, SUCCESS within a second: each
+    # status is logged once (the first progress value of IN_PROGRESS), the later progress is not.
+    ok_lines = _progress_lines(out, ok)
+    statuses = [line.split()[0] for line in ok_lines]
+    assert statuses == [s for s in ("SUBMITTED", "IN_PROGRESS", "SUCCESS") if s in statuses], ok_lines
+    assert "IN_PROGRESS" in statuses and ok_lines[-1] == "SUCCESS 100%"
+    # A fail word fails right after SUBMITTED: the FAILURE line is there, each status once.
+    failing_lines = _progress_lines(out, failing)
+    assert failing_lines[-1] == "FAILURE" and len(failing_lines) == len({x.split()[0] for x in failing_lines})
