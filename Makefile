@@ -18,8 +18,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
+# PROFILE=local (LocalExecutor, one triggerer, Chromium) or PROFILE=celery (CeleryExecutor, Redis,
+# two workers, two triggerers, failover); see docs/deploying.md.
+PROFILE ?= local
 deploy-test: $(STAMP)
-	$(VENV)/bin/python scripts/deploy_test.py
+	$(VENV)/bin/python scripts/deploy_test.py --profile $(PROFILE)
 
 clean:
 	rm -rf $(VENV) .demo

@@ -15,61 +15,23 @@ npm playwright-core into tests/deploy/browser/node_modules.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.deploy.deploy_script import REPO_ROOT, check, run_deploy_test
+
 pytestmark = pytest.mark.deploy
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "deploy_test.py"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "deploy"
 #: Hard limit for the whole script; a healthy run takes 1.5 to 3 minutes on 2 busy cores.
 TIMEOUT_S = 900
-EXIT_SKIP = 77
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory) -> dict:
-    report_path = tmp_path_factory.mktemp("deploy") / "report.json"
-    cmd = [sys.executable, str(SCRIPT), "--report", str(report_path), "--artifacts", str(ARTIFACTS)]
-    # The script builds its own environment for the deployment (it drops every AIRFLOW_* variable
-    # the suite's conftest exported), so the suite's SQLite home is never touched.
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the script tears the deployment down on SIGTERM
-        try:
-            output, _ = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        pytest.fail(f"deploy_test.py did not finish in {TIMEOUT_S}s:\n{output[-6000:]}")
-    if proc.returncode == EXIT_SKIP:
-        reason = "prerequisite missing"
-        if report_path.exists():
-            reason = json.loads(report_path.read_text()).get("reason", reason)
-        pytest.skip(f"deployment test cannot run here: {reason}")
-    if not report_path.exists():
-        pytest.fail(f"deploy_test.py exited {proc.returncode} without a report:\n{output[-6000:]}")
-    report = json.loads(report_path.read_text())
-    report["_exit_code"] = proc.returncode
-    report["_output"] = output
-    return report
-
-
-def _check(report: dict, name: str) -> None:
-    checks = report.get("checks", {})
-    if name not in checks:
-        pytest.fail(f"check {name!r} did not run; failures: {report.get('failures')}\n{report['_output'][-5000:]}")
-    c = checks[name]
-    assert c["ok"], f"{name}: {json.dumps(c.get('detail'), indent=1, default=str)[:3000]}"
+    return run_deploy_test("local", tmp_path_factory.mktemp("deploy"), ARTIFACTS, TIMEOUT_S)
 
 
 def test_script_passed(deployment):
@@ -79,8 +41,8 @@ def test_script_passed(deployment):
 
 
 def test_run_succeeded(deployment):
-    _check(deployment, "run succeeded")
-    _check(deployment, "every task instance succeeded")
+    check(deployment, "run succeeded")
+    check(deployment, "every task instance succeeded")
     states = deployment["task_states"]
     assert {k.split("[")[0] for k in states} == {"imagine", "upscale", "describe", "save_outputs"}
     assert sum(1 for k in states if k.startswith("upscale[")) == 4
@@ -88,37 +50,37 @@ def test_run_succeeded(deployment):
 
 
 def test_waiting_tasks_went_through_the_triggerer(deployment):
-    _check(deployment, "every waiting task was seen in state 'deferred' (REST API)")
-    _check(deployment, "every waiting task's trigger was picked up by a triggerer job (trigger table)")
-    _check(deployment, "triggers are of the provider's trigger class")
+    check(deployment, "every waiting task was seen in state 'deferred' (REST API)")
+    check(deployment, "every waiting task's trigger was picked up by a triggerer job (trigger table)")
+    check(deployment, "triggers are of the provider's trigger class")
     log_checks = [n for n in deployment["checks"] if n.startswith("task log of ") and "Pausing task" in n]
     assert log_checks, "the task log check did not run"
     for name in log_checks:
-        _check(deployment, name)
+        check(deployment, name)
 
 
 def test_triggerer_restart_mid_run(deployment):
-    _check(deployment, "triggerer was killed while tasks were deferred and restarted")
-    _check(deployment, "triggers in flight at the kill were resumed by the new triggerer job")
+    check(deployment, "triggerer was killed while tasks were deferred and restarted")
+    check(deployment, "triggers in flight at the kill were resumed by the new triggerer job")
     restart = deployment["triggerer_restart"]
     assert restart["deferred_at_kill"], restart
 
 
 def test_no_duplicate_submissions(deployment):
-    _check(deployment, "emulator submits: imagine 1, action 4, describe 4 (no duplicates)")
+    check(deployment, "emulator submits: imagine 1, action 4, describe 4 (no duplicates)")
     submits = deployment["emulator_counters"]["submits"]
     assert (submits.get("imagine"), submits.get("action"), submits.get("describe")) == (1, 4, 4), submits
 
 
 def test_images_saved(deployment):
-    _check(deployment, "4 images saved in the output folder")
-    _check(deployment, "manifest.json lists the images")
-    _check(deployment, "saved images are PNG files")
+    check(deployment, "4 images saved in the output folder")
+    check(deployment, "manifest.json lists the images")
+    check(deployment, "saved images are PNG files")
 
 
 def test_extra_link_via_api(deployment):
-    _check(deployment, "'imagine' has the 'Midjourney image' extra link (REST API)")
-    _check(deployment, "the extra link's URL serves an image")
+    check(deployment, "'imagine' has the 'Midjourney image' extra link (REST API)")
+    check(deployment, "the extra link's URL serves an image")
 
 
 def test_browser_ui(deployment):
@@ -140,7 +102,7 @@ def test_browser_ui(deployment):
 
 
 def test_servers_bind_loopback_only(deployment):
-    _check(deployment, "every server listens on 127.0.0.1 only")
+    check(deployment, "every server listens on 127.0.0.1 only")
 
 
 def test_nothing_left_running(deployment):

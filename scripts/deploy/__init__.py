@@ -1,0 +1,1 @@
+"""The deployment test's machinery, one module per role; run it with scripts/deploy_test.py."""

@@ -1,0 +1,329 @@
+"""The celery profile's scenarios: triggerer failover in a burst, a killed Celery worker, coalescing.
+
+1. The flagship example DAG runs as in the local profile (no kill: failover is tested below).
+2. ``mj_deploy_burst`` (tests/deploy/dags): 30 mapped deferrable imagines over a small emulated
+   account. Once about half of them are deferred and both triggerers hold some, the poll
+   requests of the two triggerers are counted over a window; then the triggerer holding the most
+   triggers is SIGKILLed; once the survivor has taken its triggers over, the same count is made
+   with one triggerer. Every task must succeed on its first try and every prompt be submitted once.
+3. ``mj_deploy_worker_kill``: a blocking imagine; its Celery worker is SIGKILLed after the job was
+   submitted; Airflow retries the task on the other worker and the retry re-attaches to the job
+   (one submit in the emulator's counters, "Re-attaching" in the retry's log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from typing import Any
+
+from .api import TERMINAL_RUN_STATES, Api, ti_key, wait_until
+from .common import CheckBook, CheckFailed, log
+from .flagship import track_triggers
+
+BURST_DAG = "mj_deploy_burst"
+KILL_DAG = "mj_deploy_worker_kill"
+KILL_TASK = "imagine_blocking"
+KILL_STATE = "worker-kill"
+POLL_ROUTES = ("task/list-by-condition", "task/fetch")
+#: A Celery worker logs one of these per task it is handed.
+RECEIVED = "] received"
+
+
+def start_triggerers(dep) -> dict[int, Any]:
+    """Start the two triggerers one after the other, to learn which job id belongs to which process."""
+    jobs: dict[int, Any] = {}
+    for _ in range(2):
+        known = {r[0] for r in dep.sql("SELECT id FROM job WHERE job_type = 'TriggererJob'")}
+        proc = dep.start_triggerer()
+
+        def new_job():
+            rows = dep.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")
+            fresh = [r[0] for r in rows if r[0] not in known]
+            return fresh[0] if fresh else None
+
+        job = wait_until(f"{proc.name}'s triggerer job", new_job, 120, 0.5, dep)
+        jobs[job] = proc
+        log(f"{proc.name} is triggerer job {job}")
+    return jobs
+
+
+def received_counts(dep) -> dict[str, int]:
+    return {name: p.text().count(RECEIVED) for name, p in dep.celery_workers().items()}
+
+
+def poll_requests(counters: dict) -> int:
+    return sum(counters.get("requests", {}).get(r, 0) for r in POLL_ROUTES)
+
+
+def check_components(dep, check: CheckBook, triggerer_jobs: dict[int, Any]) -> None:
+    ready = {name: "ready" in p.text() for name, p in dep.celery_workers().items()}
+    if not all(ready.values()):
+        wait_until("both Celery workers ready", lambda: all("ready" in p.text() for p in dep.celery_workers().values()),
+                   120, 1, dep)
+        ready = {name: True for name in ready}
+    running = [r[0] for r in dep.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")]
+    check("two triggerers and two Celery workers are up",
+          len(ready) == 2 and all(ready.values()) and set(triggerer_jobs) <= set(running),
+          {"celery_workers_ready": ready, "triggerer_jobs_running": running})
+
+
+# --------------------------------------------------------------------------------------------
+# the burst, with a triggerer killed
+# --------------------------------------------------------------------------------------------
+
+
+def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int, Any]) -> None:
+    check = CheckBook(dep.report)
+    size, interval = args.burst_size, args.burst_poll_interval
+    api.wait_parsed(BURST_DAG, dep)
+    if args.burst_pool_slots > 0:
+        api.request("POST", "/api/v2/pools", expect=(200, 201), json={
+            "name": "midjourney", "slots": args.burst_pool_slots, "include_deferred": True,
+            "description": "the emulated Midjourney account (deployment test)"})
+    dep.configure_emulator(job_seconds=args.burst_job_seconds, concurrency=args.burst_account_slots,
+                           queue_limit=args.burst_account_queue)
+    before = dep.emulator_counters()
+    received_before = received_counts(dep)
+    run_id = api.trigger(BURST_DAG)
+    log(f"triggered {BURST_DAG} run {run_id!r}: {size} imagines, account {args.burst_account_slots} running + "
+        f"{args.burst_account_queue} queued, {args.burst_job_seconds}s jobs, pool {args.burst_pool_slots or 'none'}")
+    kill_at = max(1, size // 2)
+    if args.burst_pool_slots > 0:
+        kill_at = min(kill_at, args.burst_pool_slots - 1)
+    window = args.window_intervals * interval
+
+    history: dict[str, dict] = {}
+    seen_deferred: set[str] = set()
+    peak_pool = 0
+    fo: dict[str, Any] = {"phase": "filling"}  # failover state machine
+    states: dict[str, str] = {}
+    t0 = time.monotonic()
+    while True:
+        dep.check_alive()
+        if time.monotonic() - t0 > args.run_timeout:
+            raise CheckFailed(f"{BURST_DAG} not finished after {args.run_timeout}s; phase {fo['phase']}; {states}")
+        run = api.get(f"/api/v2/dags/{BURST_DAG}/dagRuns/{run_id}")
+        tis = api.task_instances(BURST_DAG, run_id)
+        states = {ti_key(ti): ti["state"] for ti in tis}
+        deferred = {k for k, s in states.items() if s == "deferred"}
+        seen_deferred |= deferred
+        track_triggers(dep, BURST_DAG, run_id, history)
+        if args.burst_pool_slots > 0:
+            pool = api.get("/api/v2/pools/midjourney")
+            peak_pool = max(peak_pool, pool["running_slots"] + pool["queued_slots"] + pool["deferred_slots"])
+        holders = _holders(dep, run_id)
+        _failover_step(dep, fo, deferred, holders, triggerer_jobs, kill_at, window)
+        if run["state"] in TERMINAL_RUN_STATES:
+            break
+        time.sleep(0.5)
+    after = dep.emulator_counters()
+    dep.report["timings"]["burst_run_s"] = round(time.monotonic() - t0, 1)
+    log(f"{BURST_DAG} finished: {run['state']} in {time.monotonic() - t0:.0f}s")
+    fo.pop("start", None)
+    dep.report["burst"] = {"run_id": run_id, "states": states, "failover": fo, "peak_pool_occupancy": peak_pool,
+                           "triggers": history, "counters_before": before, "counters_after": after}
+
+    tries = {ti_key(ti): ti["try_number"] for ti in api.task_instances(BURST_DAG, run_id)}
+    check("burst: run succeeded", run["state"] == "success", run["state"])
+    check(f"burst: all {size} mapped imagines succeeded on their first try",
+          len(states) == size and all(s == "success" for s in states.values()) and set(tries.values()) == {1},
+          {"states": states, "tries": tries})
+    check("burst: every imagine waited in a triggerer (seen 'deferred')", len(seen_deferred) == size,
+          sorted(set(states) - seen_deferred))
+    jobs_used = sorted({j for h in history.values() for j in h["triggerers"]})
+    check("burst: both triggerers ran burst triggers", len(set(jobs_used) & set(triggerer_jobs)) == 2,
+          {"jobs_used": jobs_used, "triggerer_jobs": sorted(triggerer_jobs)})
+
+    killed, survivor = fo.get("killed_job"), fo.get("survivor_job")
+    check("burst: one triggerer SIGKILLed while about half the tasks were deferred",
+          killed is not None and len(fo.get("deferred_at_kill", [])) >= kill_at and fo.get("orphaned"),
+          {k: fo.get(k) for k in ("phase", "killed_job", "deferred_at_kill", "orphaned")})
+    if killed is not None:
+        not_taken = [k for k in fo.get("orphaned", []) if not _ran_on(dep, run_id, k, survivor, history)]
+        check("burst: the surviving triggerer took over every trigger of the killed one",
+              fo.get("orphaned") and not not_taken,
+              {"orphaned": fo.get("orphaned"), "not_taken_over": not_taken, "survivor": survivor})
+
+    by_state = _delta(before.get("submits_by_state", {}), after.get("submits_by_state", {}))
+    expected = {f"burst-{i:02d}": 1 for i in range(size)}
+    imagine_delta = after["submits"].get("imagine", 0) - before["submits"].get("imagine", 0)
+    check(f"burst: the emulator counted each of the {size} prompts submitted exactly once",
+          {k: v for k, v in by_state.items() if k.startswith("burst-")} == expected and imagine_delta == size,
+          {"submits_by_state": by_state, "imagine_submits": imagine_delta})
+    codes = _delta(before.get("submit_codes", {}), after.get("submit_codes", {}))
+    dep.report["burst"]["submit_codes"] = codes
+    log(f"burst submit codes: {codes} (23 = account queue full, refused)")
+    received = _delta(received_before, received_counts(dep))
+    dep.report["burst"]["celery_tasks_received"] = received
+    if args.burst_pool_slots > 0:
+        check(f"burst: the pool's {args.burst_pool_slots} slots (include_deferred) held across both Celery workers",
+              0 < peak_pool <= args.burst_pool_slots and len(received) == 2 and all(v > 0 for v in received.values()),
+              {"peak_occupancy": peak_pool, "celery_tasks_received": received})
+    _coalescing_report(dep, fo, interval, check)
+
+
+def _holders(dep, run_id: str) -> dict[str, int | None]:
+    """Deferred burst task instance -> triggerer job id holding its trigger (None: not assigned yet)."""
+    rows = dep.sql(
+        "SELECT ti.task_id, ti.map_index, t.triggerer_id FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id "
+        "WHERE ti.dag_id = %s AND ti.run_id = %s AND ti.state = 'deferred'",
+        BURST_DAG, run_id)
+    return {ti_key({"task_id": t, "map_index": m}): j for t, m, j in rows}
+
+
+def _failover_step(dep, fo: dict, deferred: set[str], holders: dict[str, int | None], triggerer_jobs: dict[int, Any],
+                   kill_at: int, window: float) -> None:
+    """filling -> window_two (both triggerers poll) -> kill -> takeover -> window_one -> done."""
+    now = time.monotonic()
+    phase = fo["phase"]
+    if phase == "filling":
+        by_job = {j: sum(1 for h in holders.values() if h == j) for j in triggerer_jobs}
+        if len(deferred) >= kill_at and all(by_job.values()):
+            fo.update(phase="window_two", start=now, window_two=_window_start(dep, holders))
+    elif phase == "window_two" and now - fo["start"] >= window:
+        _window_end(dep, fo["window_two"], holders)
+        by_job = {j: sum(1 for h in holders.values() if h == j) for j in triggerer_jobs}
+        if len(deferred) < kill_at or not all(by_job.values()):
+            fo["phase"] = "filling"  # fewer waiting now: measure again before killing
+            return
+        killed = max(by_job, key=lambda j: by_job[j])
+        proc = triggerer_jobs[killed]
+        orphaned = sorted(k for k, j in holders.items() if j == killed)
+        log(f"killing {proc.name} (triggerer job {killed}, SIGKILL to its session) while {len(deferred)} "
+            f"imagines are deferred; it holds {len(orphaned)} of their triggers")
+        fo.update(phase="takeover", killed_job=killed, survivor_job=next(j for j in triggerer_jobs if j != killed),
+                  killed_pids=dep.kill_on_purpose(proc), deferred_at_kill=sorted(deferred), orphaned=orphaned,
+                  killed_at=now)
+    elif phase == "takeover":
+        if holders and all(j == fo["survivor_job"] for j in holders.values()):
+            fo["takeover_s"] = round(now - fo["killed_at"], 1)
+            log(f"triggerer job {fo['survivor_job']} holds every deferred trigger {fo['takeover_s']}s after the kill")
+            fo.update(phase="window_one", start=now, window_one=_window_start(dep, holders))
+        elif not deferred and now - fo["killed_at"] > 5:
+            fo.update(phase="done", note="no task left waiting after the takeover: no one-triggerer window")
+    elif phase == "window_one" and now - fo["start"] >= window:
+        _window_end(dep, fo["window_one"], holders)
+        fo["phase"] = "done"
+
+
+def _window_start(dep, holders: dict[str, int | None]) -> dict:
+    return {"t": time.monotonic(), "requests": poll_requests(dep.emulator_counters()), "waiting_start": len(holders),
+            "triggerers": len(set(holders.values()) - {None})}
+
+
+def _window_end(dep, w: dict, holders: dict[str, int | None]) -> None:
+    w["seconds"] = round(time.monotonic() - w["t"], 2)
+    w["requests"] = poll_requests(dep.emulator_counters()) - w["requests"]
+    w["waiting_end"] = len(holders)
+    del w["t"]
+
+
+def _coalescing_report(dep, fo: dict, interval: float, check: CheckBook) -> None:
+    """Poll requests per interval for the same waiting tasks with two triggerers, then one."""
+    rows = {}
+    for name, n in (("window_two", 2), ("window_one", 1)):
+        w = fo.get(name)
+        if not w or "seconds" not in w:
+            continue
+        intervals = w["seconds"] / interval
+        waiting = (w["waiting_start"] + w["waiting_end"]) / 2
+        rows[n] = {"triggerers": n, "waiting_tasks": f"{w['waiting_start']} -> {w['waiting_end']}",
+                   "seconds": w["seconds"], "poll_requests": w["requests"],
+                   "requests_per_interval": round(w["requests"] / intervals, 2),
+                   "per_task_polling_would_send": round(waiting, 1)}
+    dep.report["coalescing"] = list(rows.values())
+    for r in rows.values():
+        log(f"coalescing: {r['triggerers']} triggerer(s), {r['waiting_tasks']} waiting tasks: "
+            f"{r['poll_requests']} poll requests in {r['seconds']}s = {r['requests_per_interval']} per "
+            f"{interval}s interval (one request per task would be ~{r['per_task_polling_would_send']})")
+    if 1 in rows and 2 in rows:
+        one, two = rows[1]["requests_per_interval"], rows[2]["requests_per_interval"]
+        check("burst: each triggerer batches its own waiting tasks (about 1 poll request per interval per "
+              "triggerer: 2 with two triggerers, 1 with one)",
+              0 < one <= 1.5 and one < two <= 3.0, rows)
+
+
+def _ran_on(dep, run_id: str, key: str, job: int, history: dict) -> bool:
+    """Did triggerer job ``job`` run this task's trigger? The trigger table (if we saw it) or the
+    trigger log file Airflow names after the triggerer job (``...log.trigger.<job>.log``)."""
+    if job in history.get(key, {}).get("triggerers", []):
+        return True
+    task_id, map_index = key[:-1].split("[") if "[" in key else (key, "-1")
+    pattern = (f"{dep.home}/logs/dag_id={BURST_DAG}/run_id={glob.escape(run_id)}/task_id={task_id}/"
+               f"map_index={map_index}/attempt=*.log.trigger.{job}.log")
+    return bool(glob.glob(pattern))
+
+
+def _delta(before: dict, after: dict) -> dict:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+
+
+# --------------------------------------------------------------------------------------------
+# a Celery worker killed mid-job
+# --------------------------------------------------------------------------------------------
+
+
+def run_worker_kill(dep, api: Api, args: argparse.Namespace) -> None:
+    check = CheckBook(dep.report)
+    api.wait_parsed(KILL_DAG, dep)
+    dep.configure_emulator(job_seconds=args.kill_job_seconds, concurrency=8, queue_limit=10)
+    before = dep.emulator_counters()
+    run_id = api.trigger(KILL_DAG)
+    log(f"triggered {KILL_DAG} run {run_id!r} (blocking imagine, {args.kill_job_seconds}s job)")
+    info: dict[str, Any] = {"run_id": run_id}
+    dep.report["worker_kill"] = info
+
+    def running_with_job():
+        rows = dep.sql("SELECT state, pid, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                       KILL_DAG, run_id)
+        submitted = dep.emulator_counters().get("submits_by_state", {}).get(KILL_STATE, 0) - \
+            before.get("submits_by_state", {}).get(KILL_STATE, 0)
+        if rows and rows[0][0] == "running" and rows[0][1] and submitted >= 1:
+            worker = dep.session_of(rows[0][1])
+            if worker is not None and worker.name.startswith("celery-worker"):
+                return worker, rows[0][1], rows[0][2]
+        return None
+
+    worker, pid, try_number = wait_until("the blocking imagine running on a Celery worker, its job submitted",
+                                         running_with_job, 180, 0.5, dep)
+    log(f"killing {worker.name} (SIGKILL to its session) while it runs {KILL_TASK} try {try_number} (pid {pid})")
+    info.update(killed_worker=worker.name, task_pid=pid, try_at_kill=try_number, killed_pids=dep.kill_on_purpose(worker))
+    t_kill = time.monotonic()
+
+    t0 = time.monotonic()
+    while True:
+        dep.check_alive()
+        run = api.get(f"/api/v2/dags/{KILL_DAG}/dagRuns/{run_id}")
+        if run["state"] in TERMINAL_RUN_STATES:
+            break
+        if time.monotonic() - t0 > args.run_timeout:
+            raise CheckFailed(f"{KILL_DAG} not finished after {args.run_timeout}s")
+        rows = dep.sql("SELECT state, pid, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                       KILL_DAG, run_id)
+        if rows and rows[0][2] > try_number and rows[0][0] == "running" and rows[0][1] and "retry_worker" not in info:
+            retry_worker = dep.session_of(rows[0][1])
+            info["retry_worker"] = retry_worker.name if retry_worker else None
+            info["retry_started_after_kill_s"] = round(time.monotonic() - t_kill, 1)
+        time.sleep(0.5)
+    after = dep.emulator_counters()
+    ti = api.get(f"/api/v2/dags/{KILL_DAG}/dagRuns/{run_id}/taskInstances/{KILL_TASK}")
+    info.update(state=ti["state"], final_try=ti["try_number"])
+    dep.report["timings"]["worker_kill_run_s"] = round(time.monotonic() - t0, 1)
+    log(f"{KILL_DAG} finished: {run['state']}; try {ti['try_number']} on {info.get('retry_worker')}")
+
+    check("worker kill: the Celery worker running the blocking imagine was SIGKILLed after its job was submitted",
+          bool(info.get("killed_pids")), info)
+    check("worker kill: Airflow retried the task and the retry succeeded",
+          run["state"] == "success" and ti["state"] == "success" and ti["try_number"] > try_number,
+          {"run": run["state"], "ti": ti["state"], "try_number": ti["try_number"]})
+    events = api.task_log(KILL_DAG, run_id, KILL_TASK, ti["try_number"])
+    reattached = [e for e in events if "Re-attaching to Midjourney task" in e]
+    info["retry_log_reattach"] = reattached[:1]
+    check("worker kill: the retry re-attached to the job already submitted (its task log)", bool(reattached),
+          [e for e in events if "Midjourney" in e][:10])
+    submitted = after.get("submits_by_state", {}).get(KILL_STATE, 0) - before.get("submits_by_state", {}).get(KILL_STATE, 0)
+    info["submits"] = submitted
+    check("worker kill: the emulator counted one submit for the task (nothing paid twice)", submitted == 1,
+          {"submits_by_state": after.get("submits_by_state", {}).get(KILL_STATE)})
