@@ -229,6 +229,12 @@ def can_open_modal(custom_id: str, enable_remix: bool | None = False) -> bool:
     return parsed.kind.always_modal or (parsed.kind.remixable and bool(enable_remix))
 
 
+def button_creates_task(custom_id: str) -> bool:
+    """Whether pressing ``custom_id`` creates a task (Favorite does not); unknown customIds are assumed to."""
+    parsed = parse_custom_id(custom_id)
+    return parsed is None or parsed.kind.action is not None
+
+
 def build_custom_id(kind_name: str, message_hash: str, index: int = 1) -> str:
     """Build the customId of a button kind for a message hash (used by the emulator)."""
     return BUTTON_KINDS_BY_NAME[kind_name].template.format(n=index, hash=message_hash)
@@ -312,6 +318,19 @@ def _as_int(value: Any, default: int | None = None) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def _as_id(value: Any) -> str | None:
+    """A task id: a non-blank string or a whole JSON number (some servers send ids as numbers)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
 
 
 def _as_time(value: Any) -> int | None:
@@ -491,11 +510,10 @@ class SubmitResult:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> SubmitResult:
-        result = data.get("result")
         return cls(
             code=_as_int(data.get("code"), -1),
             description=str(data.get("description") or ""),
-            mj_task_id=str(result) if result not in (None, "") else None,
+            mj_task_id=_as_id(data.get("result")),
             properties=dict(data.get("properties") or {}) if isinstance(data.get("properties"), dict) else {},
         )
 

@@ -37,7 +37,7 @@ from airflow_provider_mj.hooks.connection import (
     MidjourneyConnectionConfig,
     parse_connection,
 )
-from airflow_provider_mj.hooks.replies import interpret_response, parse_retry_after
+from airflow_provider_mj.hooks.replies import RequestContext, interpret_response, parse_retry_after, uncertain_error
 from airflow_provider_mj.hooks.storage import write_image
 from airflow_provider_mj.hooks.retries import short_reason
 from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests inspect it from here
@@ -45,7 +45,14 @@ from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests insp
     MidjourneyBaseHook,
     async_session_count,
 )
-from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, can_open_modal, task_outcome
+from airflow_provider_mj.models import (
+    MidjourneyTask,
+    SubmitResult,
+    TaskOutcome,
+    button_creates_task,
+    can_open_modal,
+    task_outcome,
+)
 
 #: Submit routes, by hook method.
 SUBMIT_ROUTES: dict[str, str] = {
@@ -102,10 +109,17 @@ class MidjourneyHook(MidjourneyBaseHook):
         }
 
     def _submit(self, endpoint: str, body: dict[str, Any], *, mj_task_id: str | None = None,
-                prompt: str | None = None) -> SubmitResult:
+                prompt: str | None = None, creates_task: bool = True) -> SubmitResult:
         route = SUBMIT_ROUTES[endpoint]
         result = self._call("POST", route, "submit", json_body=_clean_body(body), mj_task_id=mj_task_id,
                             prompt=prompt)
+        if not result.mj_task_id and (creates_task or result.needs_modal):
+            # "Accepted" without naming the task: the job may exist (and be billed), but there is
+            # nothing to wait for. Success would hide it and a retry could pay for it twice.
+            ctx = RequestContext(kind="submit", route=route, conn_id=self.midjourney_conn_id,
+                                 mj_task_id=mj_task_id, prompt=prompt)
+            raise uncertain_error(ctx, f"the server answered code {result.code} but named no task id (result "
+                                       "is empty)", code=result.code, description=result.description)
         self.log.info(
             "Midjourney %s accepted: code %s, mj_task_id %s%s.", endpoint, result.code, result.mj_task_id,
             f", {result.number_of_queues} in queue" if result.queued and result.number_of_queues is not None else "",
@@ -180,7 +194,7 @@ class MidjourneyHook(MidjourneyBaseHook):
             "chooseSameChannel": choose_same_channel, "state": common["state"],
             "notifyHook": common["notifyHook"],
         }
-        result = self._submit("action", body, mj_task_id=mj_task_id)
+        result = self._submit("action", body, mj_task_id=mj_task_id, creates_task=button_creates_task(custom_id))
         if (result.needs_modal and result.mj_task_id and not can_open_modal(custom_id, enable_remix)
                 and str(result.properties.get("status") or "").upper() != "MODAL"):
             # novicezk's midjourney-proxy answers 21 ("task already exists") when the same button of

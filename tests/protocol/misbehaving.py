@@ -1,0 +1,111 @@
+"""Small misbehaving servers on 127.0.0.1, one behaviour each, for the real-world fault tests.
+
+* :class:`CannedServer` (from ``tests/hooks/conftest.py``) answers exactly the replies a test queues.
+* :class:`TrickleServer` answers a full reply, but sends its body one byte per ``interval``
+  seconds: a reply that never stalls long enough for a read timeout, yet takes as long as it likes.
+
+Import the fixtures into a test module with ``from tests.protocol.misbehaving import canned, make_hook, trickle``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.hooks.conftest import CannedServer, make_hook  # noqa: F401 - make_hook: a fixture, re-exported
+
+TASK_ID = "1320098173412546"
+
+
+class TrickleServer:
+    """Every request is answered 200 with ``body``, one byte per ``interval`` seconds.
+
+    ``requests`` counts the requests seen. A connection whose client gave up is dropped quietly;
+    the trickle of one reply never lasts more than ``max_seconds`` (a bounded test server).
+    """
+
+    def __init__(self, body: Any, *, interval: float = 1.0, max_seconds: float = 20.0) -> None:
+        self.payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.interval = interval
+        self.max_seconds = max_seconds
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                server.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(server.payload)))
+                self.end_headers()
+                self.wfile.flush()
+                started = time.monotonic()
+                try:
+                    for i in range(len(server.payload)):
+                        if time.monotonic() - started > server.max_seconds:
+                            break
+                        self.wfile.write(server.payload[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(server.interval)
+                except (BrokenPipeError, ConnectionResetError, socket.timeout):
+                    pass
+                self.close_connection = True
+
+            do_GET = _answer
+            do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def canned() -> Callable[..., CannedServer]:
+    """Start canned-reply servers; all are stopped after the test."""
+    servers: list[CannedServer] = []
+
+    def _start() -> CannedServer:
+        server = CannedServer()
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def trickle() -> Callable[..., TrickleServer]:
+    """Start trickling servers; all are stopped after the test."""
+    servers: list[TrickleServer] = []
+
+    def _start(body: Any, **kwargs: Any) -> TrickleServer:
+        server = TrickleServer(body, **kwargs)
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        server.stop()
