@@ -7,6 +7,9 @@ Blocking calls use one :class:`requests.Session` per hook; the trigger's async c
 :class:`aiohttp.ClientSession` per connection and event loop, shared by every hook of that
 connection on that loop. Replies are read by :func:`~airflow_provider_mj.hooks.replies.interpret_response`.
 
+Credentials never follow a redirect to another origin, and only GET requests follow redirects
+(:mod:`~airflow_provider_mj.hooks.redirects`).
+
 Every call goes through the retry policy of :mod:`~airflow_provider_mj.hooks.retries` (one
 tenacity factory; a submit is retried only where the server cannot have accepted it).
 """
@@ -38,6 +41,13 @@ from airflow_provider_mj.hooks.connection import (
     is_connection_not_found,
     missing_connection_error,
     parse_connection,
+)
+from airflow_provider_mj.hooks.redirects import (
+    MAX_REDIRECTS,
+    CredentialSafeSession,
+    aiohttp_guard,
+    follows_redirects,
+    raise_for_redirect,
 )
 from airflow_provider_mj.hooks.replies import RequestContext, body_snippet, interpret_response, uncertain_error
 from airflow_provider_mj.hooks.retries import retrying
@@ -77,6 +87,8 @@ def _requests_failure(ctx: RequestContext, err: BaseException) -> MidjourneyErro
         ProtocolError,
     )
 
+    if isinstance(err, requests.exceptions.TooManyRedirects):
+        return _too_many_redirects(ctx)
     if isinstance(err, requests.exceptions.ConnectTimeout):
         return _connection_error(ctx, err, sent=False, timed_out=True)
     if isinstance(err, requests.exceptions.ReadTimeout):
@@ -106,9 +118,18 @@ def _requests_failure(ctx: RequestContext, err: BaseException) -> MidjourneyErro
     return _connection_error(ctx, err, sent=True, timed_out=False)
 
 
+def _too_many_redirects(ctx: RequestContext) -> MidjourneyError:
+    return MidjourneyConfigurationError(
+        f"The {ctx.what} was redirected more than {MAX_REDIRECTS} times. Check the Base URL of connection "
+        f"{ctx.conn_id!r}: it must be the API server itself.", mj_task_id=ctx.mj_task_id,
+    )
+
+
 def _aiohttp_failure(ctx: RequestContext, err: BaseException) -> MidjourneyError:
     import aiohttp
 
+    if isinstance(err, aiohttp.TooManyRedirects):
+        return _too_many_redirects(ctx)
     if isinstance(err, aiohttp.ConnectionTimeoutError):
         return _connection_error(ctx, err, sent=False, timed_out=True)
     if isinstance(err, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
@@ -216,12 +237,14 @@ class MidjourneyBaseHook(BaseHook):
         return parse_connection(conn, extras)
 
     def get_conn(self) -> requests.Session:
-        """The hook's :class:`requests.Session` (created on first use, reused by every sync call)."""
-        if self._session is None:
-            import requests
+        """The hook's :class:`requests.Session` (created on first use, reused by every sync call).
 
+        It is a :class:`~airflow_provider_mj.hooks.redirects.CredentialSafeSession`: a redirect to
+        another origin drops the API key, whichever auth style carries it.
+        """
+        if self._session is None:
             self.config  # noqa: B018 - resolve the connection (and its errors) first
-            session = requests.Session()
+            session = CredentialSafeSession()  # credentials never follow a redirect off the origin
             session.headers.update({"User-Agent": USER_AGENT})
             self._session = session
         return self._session
@@ -267,7 +290,7 @@ class MidjourneyBaseHook(BaseHook):
             try:
                 response = session.request(
                     method, url, json=json_body, headers=config.headers(),
-                    timeout=(config.timeout, config.timeout), allow_redirects=True,
+                    timeout=(config.timeout, config.timeout), allow_redirects=follows_redirects(method),
                 )
                 status, headers, body = response.status_code, response.headers, response.content
             except Exception as err:
@@ -276,6 +299,7 @@ class MidjourneyBaseHook(BaseHook):
                 if isinstance(err, requests.RequestException):
                     raise _requests_failure(ctx, err) from None
                 raise
+            raise_for_redirect(status, headers.get("Location"), url=url, ctx=ctx)
             return interpret_response(
                 kind, status, headers, body, route=route, conn_id=ctx.conn_id,
                 mj_task_id=mj_task_id, prompt=prompt, secret=config.api_key,
@@ -359,11 +383,14 @@ class MidjourneyBaseHook(BaseHook):
         async def send_once() -> Any:
             try:
                 async with entry.session.request(
-                    method, url, json=json_body, headers=config.headers(), timeout=timeout
+                    method, url, json=json_body, headers=config.headers(), timeout=timeout,
+                    allow_redirects=follows_redirects(method), max_redirects=MAX_REDIRECTS,
+                    middlewares=(aiohttp_guard(url),),
                 ) as response:
                     status, headers, body = response.status, response.headers, await response.read()
             except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 raise _aiohttp_failure(ctx, err) from None
+            raise_for_redirect(status, headers.get("Location"), url=url, ctx=ctx)
             return interpret_response(
                 kind, status, headers, body, route=route, conn_id=ctx.conn_id,
                 mj_task_id=mj_task_id, secret=config.api_key,
