@@ -54,6 +54,9 @@ from airflow_provider_mj.models import (
     task_outcome,
 )
 
+#: The task id :meth:`MidjourneyHook.test_connection` fetches: one no server has.
+PROBE_TASK_ID = "0000000000000000"
+
 #: Submit routes, by hook method.
 SUBMIT_ROUTES: dict[str, str] = {
     "imagine": "submit/imagine",
@@ -88,12 +91,26 @@ class MidjourneyHook(MidjourneyBaseHook):
     hook_name = "Midjourney"
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the base URL and the API key with an empty list-by-condition request (UI "Test")."""
+        """Check the base URL and the API key (the UI's "Test" button); creates no job.
+
+        Fetches a task id no server has: ``fetch`` is the one route every server has (not all have
+        ``list-by-condition``), and every server answers an unknown id in a known way (``null``,
+        HTTP 204, code 3, or a relay's ``task_not_found``). A bare HTTP 404 without such a code is
+        a wrong Base URL (no ``/mj`` routes there), a 401/403 a wrong key or auth style.
+        """
+        route = self._fetch_route(PROBE_TASK_ID)
         try:
-            self._call("POST", "task/list-by-condition", "tasks", json_body={"ids": []})
+            self._call("GET", route, "task", mj_task_id=PROBE_TASK_ID)
+        except MidjourneyNotFoundError as err:
+            if err.http_status == 404 and err.code != 3:
+                return False, (
+                    f"GET /mj/{route} answered HTTP 404 without a Midjourney error code: there is no Midjourney "
+                    f"API at {self.config.base_url}. Check the Base URL (the server's host, with or without /mj) "
+                    "and speed_mode."
+                )
         except MidjourneyError as err:
             return False, str(err)
-        return True, "Connection to the Midjourney API succeeded."
+        return True, "Connection to the Midjourney API succeeded (the key was accepted; no job was created)."
 
     # -- sync transport -------------------------------------------------------------------------
 
