@@ -8,8 +8,12 @@ from airflow_provider_mj import __version__
 DOCUMENTATION_URL = "https://github.com/airflow-provider-mj/airflow-provider-mj/blob/main/docs/index.md"
 
 #: Extra fields of a ``midjourney`` connection, with their defaults. The hook reads the same table.
+#: No name may contain one of Airflow's sensitive words (``auth_header``, ``token``, ``secret``,
+#: ``proxy``...): Airflow would mask its value in the form and the REST API (see
+#: ``tests/test_provider_info.py``). The auth style was called ``auth_header`` before; the hook still
+#: reads that name (:data:`DEPRECATED_FIELD_NAMES`).
 CONNECTION_FIELDS: dict[str, dict] = {
-    "auth_header": {
+    "auth_style": {
         "label": "Auth header style",
         "description": "bearer: 'Authorization: Bearer <key>' (relays such as Crazyrouter). "
         "mj-api-secret: 'mj-api-secret: <key>' (midjourney-proxy servers).",
@@ -41,6 +45,9 @@ CONNECTION_FIELDS: dict[str, dict] = {
         "schema": {"type": ["number", "null"], "default": 30, "minimum": 0},
     },
 }
+
+#: Old extra names the hook still reads, with a deprecation warning: old name -> current name.
+DEPRECATED_FIELD_NAMES: dict[str, str] = {"auth_header": "auth_style"}
 
 
 def get_provider_info() -> dict:

@@ -124,3 +124,39 @@ def test_distribution_metadata_is_that_of_an_airflow_provider():
     requires = [r for r in meta.get_all("Requires-Dist") if r.startswith("apache-airflow") and "extra" not in r]
     assert requires == ["apache-airflow>=3.3"]
     assert (Path(__file__).resolve().parent.parent / "airflow_provider_mj" / "py.typed").exists()
+
+
+def test_no_connection_field_is_a_name_airflow_masks():
+    """Airflow hides the value of any extra whose name holds a sensitive word (``auth_header``,
+    ``token``, ``secret``, ``proxy``...): the form would show "Select Value" and the REST API '***'."""
+    from airflow._shared.secrets_masker import should_hide_value_for_key
+
+    assert should_hide_value_for_key("auth_header"), "the check itself must be able to fail"
+    assert [name for name in CONNECTION_FIELDS if should_hide_value_for_key(name)] == []
+    assert [name for name in CONNECTION_FIELDS if should_hide_value_for_key(f"extra__midjourney__{name}")] == []
+
+
+def test_the_connection_form_metadata_shows_the_auth_style_default_unmasked():
+    """What the UI's connection form receives from Airflow's API server: the default, not '***'."""
+    _distribution()
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "midjourney"]
+    assert meta.extra_fields["auth_style"]["value"] == "bearer"
+    assert {name: spec["value"] for name, spec in meta.extra_fields.items()} == {
+        name: field["schema"].get("default") for name, field in CONNECTION_FIELDS.items()}
+
+
+def test_the_rest_api_shows_the_auth_style_of_a_connection():
+    """``GET /api/v2/connections/{id}`` (and ``airflow connections``) redact sensitive extras."""
+    from airflow.api_fastapi.core_api.datamodels.connections import ConnectionResponse
+
+    shown = ConnectionResponse.model_validate({
+        "connection_id": "mj", "conn_type": "midjourney", "description": None, "host": "https://r.example.com",
+        "login": None, "schema": None, "port": None, "password": "sk-1234567890", "team_name": None,
+        "extra": json.dumps({"auth_style": "mj-api-secret", "auth_header": "mj-api-secret", "speed_mode": "relax"}),
+    })
+    extra = json.loads(shown.extra)
+    assert extra["auth_style"] == "mj-api-secret" and extra["speed_mode"] == "relax"
+    assert extra["auth_header"] == "***"  # why the old name had to go
+    assert shown.password == "***"

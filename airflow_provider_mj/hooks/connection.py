@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_mj.exceptions import MidjourneyConfigurationError
-from airflow_provider_mj.get_provider_info import CONNECTION_FIELDS
+from airflow_provider_mj.get_provider_info import CONNECTION_FIELDS, DEPRECATED_FIELD_NAMES
 
 CONN_TYPE = "midjourney"
 DEFAULT_CONN_ID = "midjourney_default"
@@ -52,7 +53,7 @@ class MidjourneyConnectionConfig:
     #: The API key (connection password), or None when the server needs none.
     api_key: str | None = field(default=None, repr=False)
     #: ``"bearer"`` (``Authorization: Bearer <key>``) or ``"mj-api-secret"``.
-    auth_header: str = AUTH_BEARER
+    auth_style: str = AUTH_BEARER
     #: ``"fast"``, ``"relax"``, ``"turbo"`` or None (plain ``/mj``: the account default).
     speed_mode: str | None = None
     #: Seconds per HTTP request (connect and each read).
@@ -77,7 +78,7 @@ class MidjourneyConnectionConfig:
         """The authentication header for the configured style (empty when there is no key)."""
         if not self.api_key:
             return {}
-        if self.auth_header == AUTH_MJ_API_SECRET:
+        if self.auth_style == AUTH_MJ_API_SECRET:
             return {"mj-api-secret": self.api_key}
         return {"Authorization": f"Bearer {self.api_key}"}
 
@@ -103,6 +104,31 @@ def _read_extra(extras: Mapping[str, Any], name: str) -> Any:
         if value is not None and not (isinstance(value, str) and not value.strip()):
             return value
     return None
+
+
+def _read_deprecated(conn_id: str, extras: Mapping[str, Any], old: str, new: str, current: Any) -> Any:
+    """The value of ``new``, else of its deprecated name ``old`` (with a warning saying to rename it)."""
+    value = _read_extra(extras, old)
+    if value is None:
+        return current
+    if current is not None:
+        warnings.warn(
+            f"Connection {conn_id!r}: extra field {old!r} is deprecated and ignored because {new!r} is set; "
+            f"remove {old!r}.", FutureWarning, stacklevel=4,
+        )
+        return current
+    if isinstance(value, str) and value.strip() == "***":
+        # Airflow masks extras whose name holds a sensitive word (auth_header is one), and a form
+        # saved back can store the mask itself: the real value is gone.
+        raise _config_error(
+            conn_id, f"extra field {old!r} holds Airflow's mask '***' instead of a value (Airflow hides that "
+            f"name as a secret). Set {new!r} to 'bearer' or 'mj-api-secret' and remove {old!r}.",
+        )
+    warnings.warn(
+        f"Connection {conn_id!r}: extra field {old!r} is deprecated (Airflow masks that name as a secret); "
+        f"rename it to {new!r}.", FutureWarning, stacklevel=4,
+    )
+    return value
 
 
 def _coerce_field(conn_id: str, name: str, value: Any) -> Any:
@@ -246,7 +272,10 @@ def parse_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> Midj
     if not isinstance(extras, Mapping):
         raise _config_error(conn_id, "the extra field must be a JSON object.")
     base_url, path_mode = _build_base_url(conn_id, conn, extras)
-    values = {name: _coerce_field(conn_id, name, _read_extra(extras, name)) for name in CONNECTION_FIELDS}
+    raw = {name: _read_extra(extras, name) for name in CONNECTION_FIELDS}
+    for old, new in DEPRECATED_FIELD_NAMES.items():
+        raw[new] = _read_deprecated(conn_id, extras, old, new, raw[new])
+    values = {name: _coerce_field(conn_id, name, value) for name, value in raw.items()}
     speed_mode = values["speed_mode"]
     if path_mode:
         if speed_mode and speed_mode != path_mode:
@@ -266,7 +295,7 @@ def parse_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> Midj
         conn_id=conn_id,
         base_url=base_url,
         api_key=_clean_api_key(conn_id, conn.password),
-        auth_header=values["auth_header"] or AUTH_BEARER,
+        auth_style=values["auth_style"] or AUTH_BEARER,
         speed_mode=speed_mode,
         timeout=float(values["timeout"]),
         max_retries=int(values["max_retries"]),

@@ -268,7 +268,7 @@ def _error_for_meaning(
     if meaning == "auth":
         return MidjourneyAuthError(
             f"The server refused the API key ({code_text}): it is missing, wrong, or has no access or quota. "
-            f"Check the password (API key) of connection {ctx.conn_id!r} and its auth_header "
+            f"Check the password (API key) of connection {ctx.conn_id!r} and its auth_style "
             "('bearer' for relays, 'mj-api-secret' for midjourney-proxy servers).",
             **kw,
         )

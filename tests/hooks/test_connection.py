@@ -70,21 +70,21 @@ def test_speed_mode_in_the_pasted_url_is_understood():
 
 def test_defaults_come_from_connection_fields():
     config = parse_connection(_conn("https://relay.example.com"))
-    assert (config.auth_header, config.speed_mode, config.timeout, config.max_retries,
+    assert (config.auth_style, config.speed_mode, config.timeout, config.max_retries,
             config.retry_min_wait, config.retry_max_wait) == ("bearer", None, 30.0, 5, 1.0, 30.0)
 
 
 def test_prefixed_extras_are_read():
     config = parse_connection(_conn("https://r.example.com", **{
-        "extra__midjourney__auth_header": "mj-api-secret", "extra__midjourney__speed_mode": "relax",
+        "extra__midjourney__auth_style": "mj-api-secret", "extra__midjourney__speed_mode": "relax",
         "extra__midjourney__timeout": "12", "extra__midjourney__max_retries": "2"}))
-    assert (config.auth_header, config.speed_mode, config.timeout, config.max_retries) == (
+    assert (config.auth_style, config.speed_mode, config.timeout, config.max_retries) == (
         "mj-api-secret", "relax", 12.0, 2)
 
 
-def test_both_auth_header_styles():
+def test_both_auth_styles():
     bearer = parse_connection(_conn("https://r.example.com", password="k1"))
-    secret = parse_connection(_conn("https://r.example.com", password="k1", auth_header="mj-api-secret"))
+    secret = parse_connection(_conn("https://r.example.com", password="k1", auth_style="mj-api-secret"))
     assert bearer.auth_headers() == {"Authorization": "Bearer k1"}
     assert secret.auth_headers() == {"mj-api-secret": "k1"}
     assert parse_connection(_conn("https://r.example.com")).auth_headers() == {}
@@ -93,7 +93,7 @@ def test_both_auth_header_styles():
 @pytest.mark.parametrize(
     "extra,field",
     [
-        ({"auth_header": "basic"}, "auth_header"),
+        ({"auth_style": "basic"}, "auth_style"),
         ({"speed_mode": "slow"}, "speed_mode"),
         ({"timeout": "soon"}, "timeout"),
         ({"timeout": 0}, "timeout"),
@@ -141,12 +141,12 @@ def test_json_form_of_airflow_conn_env(monkeypatch):
 def test_uri_form_of_airflow_conn_env(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_MIDJOURNEY_DEFAULT",
-        "midjourney://:sk-abc%2F123@relay.example.com:8443/mj?auth_header=mj-api-secret&speed_mode=relax&timeout=10",
+        "midjourney://:sk-abc%2F123@relay.example.com:8443/mj?auth_style=mj-api-secret&speed_mode=relax&timeout=10",
     )
     config = MidjourneyHook().config
     assert config.base_url == "https://relay.example.com:8443"
     assert config.api_key == "sk-abc/123"
-    assert (config.auth_header, config.speed_mode, config.timeout) == ("mj-api-secret", "relax", 10.0)
+    assert (config.auth_style, config.speed_mode, config.timeout) == ("mj-api-secret", "relax", 10.0)
 
 
 def test_uri_form_with_http_scheme_extra(monkeypatch):
@@ -173,3 +173,18 @@ def test_hook_metadata():
     # The connection form is declared in get_provider_info(), not with the deprecated hook methods.
     assert "get_ui_field_behaviour" not in MidjourneyHook.__dict__
     assert "get_connection_form_widgets" not in MidjourneyHook.__dict__
+
+
+def test_the_deprecated_auth_header_name_is_still_read_with_a_warning():
+    with pytest.warns(FutureWarning, match="rename it to 'auth_style'"):
+        config = parse_connection(_conn("https://r.example.com", password="k1", auth_header="mj-api-secret"))
+    assert config.auth_style == "mj-api-secret" and config.auth_headers() == {"mj-api-secret": "k1"}
+    with pytest.warns(FutureWarning, match="ignored because 'auth_style' is set"):
+        config = parse_connection(_conn("https://r.example.com", auth_header="mj-api-secret", auth_style="bearer"))
+    assert config.auth_style == "bearer"
+
+
+def test_a_masked_auth_header_saved_back_by_a_form_says_what_to_do():
+    # Airflow masks 'auth_header' as a secret; a form saved back can store the mask itself.
+    with pytest.raises(MidjourneyConfigurationError, match=r"Airflow's mask '\*\*\*'.*Set 'auth_style'"):
+        parse_connection(_conn("https://r.example.com", auth_header="***"))

@@ -26,9 +26,9 @@ def _done(hook, result: SubmitResult) -> MidjourneyTask:
     return hook.wait_for_task(result.mj_task_id, poll_interval=0.05, deadline=time.time() + 15)
 
 
-@pytest.mark.parametrize("auth_header", ["bearer", "mj-api-secret"])
-def test_imagine_with_either_auth_style(emu, make_hook, auth_header):
-    hook = make_hook(emu.base_url, SECRET_KEY, auth_header=auth_header)
+@pytest.mark.parametrize("auth_style", ["bearer", "mj-api-secret"])
+def test_imagine_with_either_auth_style(emu, make_hook, auth_style):
+    hook = make_hook(emu.base_url, SECRET_KEY, auth_style=auth_style)
     result = hook.imagine("a red fox", state="tag-1")
     assert isinstance(result, SubmitResult) and result.code in (1, 22) and result.mj_task_id
     task = _done(hook, result)
@@ -43,7 +43,7 @@ def test_imagine_sends_reference_images(hook, emu):
 
 def test_wrong_key_is_an_auth_error(emu, make_hook):
     hook = make_hook(emu.base_url, "sk-wrong")
-    with pytest.raises(MidjourneyAuthError, match="auth_header"):
+    with pytest.raises(MidjourneyAuthError, match="auth_style"):
         hook.imagine("a red fox")
 
 

@@ -38,7 +38,7 @@ def test_an_image_redirected_to_a_cdn_gets_no_key(relay_and_cdn, make_hook, tmp_
     relay, cdn = relay_and_cdn
     relay.reply(302, b"", {"Location": f"{cdn.base_url}/cdn/grid.png?sig=abc"})
     cdn.reply(200, png_bytes(), {"Content-Type": "image/png"})
-    hook = make_hook(relay.base_url, SECRET_KEY, auth_header=auth_style)
+    hook = make_hook(relay.base_url, SECRET_KEY, auth_style=auth_style)
     final = hook.download_image(f"{relay.base_url}/mj/image/1741531578038001", tmp_path / "grid.png")
     assert (tmp_path / "grid.png").read_bytes() == png_bytes() and final.endswith("grid.png")
     assert [r["path"] for r in cdn.requests] == ["/cdn/grid.png?sig=abc"]
@@ -51,7 +51,7 @@ def test_a_fetch_redirected_to_another_origin_gets_no_key_sync(relay_and_cdn, ma
     relay, cdn = relay_and_cdn
     relay.reply(302, b"", {"Location": f"{cdn.base_url}/mj/task/{TASK['id']}/fetch"})
     cdn.reply(200, TASK)
-    hook = make_hook(relay.base_url, SECRET_KEY, auth_header=auth_style)
+    hook = make_hook(relay.base_url, SECRET_KEY, auth_style=auth_style)
     assert hook.fetch_task(TASK["id"]).id == TASK["id"]
     assert _carries_key(relay.requests[0])
     assert len(cdn.requests) == 1 and not _carries_key(cdn.requests[0])
@@ -62,7 +62,7 @@ async def test_a_fetch_redirected_to_another_origin_gets_no_key_async(relay_and_
     relay, cdn = relay_and_cdn
     relay.reply(307, b"", {"Location": f"{cdn.base_url}/mj/task/{TASK['id']}/fetch"})
     cdn.reply(200, TASK)
-    make_hook(relay.base_url, SECRET_KEY, auth_header=auth_style)
+    make_hook(relay.base_url, SECRET_KEY, auth_style=auth_style)
     async with MidjourneyHook() as ahook:
         assert (await ahook.afetch_task(TASK["id"])).id == TASK["id"]
     assert _carries_key(relay.requests[0])
@@ -79,7 +79,7 @@ async def test_a_key_dropped_at_another_origin_never_reaches_it_on_later_hops(re
     relay.reply(200, TASK)
     cdn.reply(302, b"", {"Location": "/hop2"})
     cdn.reply(302, b"", {"Location": f"{relay.base_url}/mj/task/{TASK['id']}/fetch"})
-    hook = make_hook(relay.base_url, SECRET_KEY, auth_header=auth_style)
+    hook = make_hook(relay.base_url, SECRET_KEY, auth_style=auth_style)
     if path == "sync":
         assert hook.fetch_task(TASK["id"]).id == TASK["id"]
     else:
@@ -96,7 +96,7 @@ async def test_a_redirect_within_the_origin_keeps_the_key(canned, make_hook, aut
     relay = canned()
     relay.reply(301, b"", {"Location": f"/v2/mj/task/{TASK['id']}/fetch"})
     relay.reply(200, TASK)
-    hook = make_hook(relay.base_url, SECRET_KEY, auth_header=auth_style)
+    hook = make_hook(relay.base_url, SECRET_KEY, auth_style=auth_style)
     if path == "sync":
         hook.fetch_task(TASK["id"])
     else:

@@ -16,7 +16,7 @@ JOB = 0.25
 @dataclass(frozen=True)
 class Profile:
     quirks: Quirks
-    #: extras of the connection (auth_header, speed_mode...)
+    #: extras of the connection (auth_style, speed_mode...)
     extra: dict[str, Any] = field(default_factory=dict)
     #: how the user pastes the base URL: "host" or "host/mj"
     host_form: str = "host"
@@ -29,7 +29,7 @@ SPECIAL = {"relay_not_found_after_submit", "proxy_not_found_after_submit", "prox
 PROFILES: dict[str, Profile] = {
     "proxy": Profile(Quirks(queue_codes=True)),
     "proxy_204_secret": Profile(Quirks(proxy_unknown="204", auth_style="mj-api-secret", unauthorized_body="empty"),
-                                extra={"auth_header": "mj-api-secret"}),
+                                extra={"auth_style": "mj-api-secret"}),
     "relay": Profile(Quirks(dialect="relay", auth_style="bearer")),
     "relay_int_codes": Profile(Quirks(dialect="relay", string_codes=False, error_type="new_api_error")),
     "blank_labels": Profile(Quirks(dialect="relay", blank_labels=True)),
@@ -43,7 +43,7 @@ PROFILES: dict[str, Profile] = {
     "failure_progress_empty": Profile(Quirks(dialect="relay", failure_progress_empty=True)),
     "properties_minimal": Profile(Quirks(dialect="relay", properties_minimal=True)),
     "secret_text_401": Profile(Quirks(auth_style="mj-api-secret", unauthorized_body="text"),
-                               extra={"auth_header": "mj-api-secret"}),
+                               extra={"auth_style": "mj-api-secret"}),
     "chinese": Profile(Quirks(dialect="relay", chinese_descriptions=True)),
     "base_path": Profile(Quirks(mount="/gateway"), host_form="host/mj"),
     "relax_prefix": Profile(Quirks(expect_speed="relax"), extra={"speed_mode": "relax"}),

@@ -190,7 +190,7 @@ ROWS = [
         mj.MidjourneyConfigurationError, "put the API key in the password field"),
     Row("bad speed mode", lambda e: lambda: e.hook_for(e.emu.base_url, conn_id="mj_speed", speed_mode="ultra")
         .fetch_task("1"), mj.MidjourneyConfigurationError, "it must be one of fast, relax, turbo"),
-    Row("bad auth header style", lambda e: lambda: e.hook_for(e.emu.base_url, conn_id="mj_auth", auth_header="basic")
+    Row("bad auth header style", lambda e: lambda: e.hook_for(e.emu.base_url, conn_id="mj_auth", auth_style="basic")
         .fetch_task("1"), mj.MidjourneyConfigurationError, "it must be one of bearer, mj-api-secret"),
     Row("timeout that is not a number", lambda e: lambda: e.hook_for(e.emu.base_url, conn_id="mj_to", timeout="soon")
         .fetch_task("1"), mj.MidjourneyConfigurationError, "must be a number"),
