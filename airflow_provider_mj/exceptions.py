@@ -14,10 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:  # Airflow 3 task SDK
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
-except ImportError:  # pragma: no cover - older layouts
-    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 def _shorten(text: str | None, limit: int = 80) -> str:
@@ -154,7 +151,7 @@ class MidjourneyRateLimitError(MidjourneyError):
 
 
 class MidjourneyServerError(MidjourneyError):
-    """HTTP 5xx, code 9, or a reply that is not the JSON the protocol promises."""
+    """HTTP 5xx, or a reply that is not the JSON the protocol promises."""
 
     retryable = True
 

@@ -317,9 +317,7 @@ def missing_connection_error(conn_id: str) -> MidjourneyConfigurationError:
 
 
 def is_connection_not_found(err: BaseException) -> bool:
-    """Whether ``err`` is Airflow's "no such connection" (its class moved in the task SDK)."""
-    try:
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:  # pragma: no cover
-        from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
+    """Whether ``err`` is Airflow's "no such connection"."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     return isinstance(err, AirflowNotFoundException)

@@ -217,7 +217,7 @@ class MidjourneyBaseHook(BaseHook):
                 if is_connection_not_found(err):
                     raise missing_connection_error(self.midjourney_conn_id) from None
                 raise
-            extras = await conn.aextra_dejson() if hasattr(conn, "aextra_dejson") else conn.extra_dejson
+            extras = await conn.aextra_dejson()
             config = self._parse(conn, extras)
             if config.api_key:
                 from airflow.sdk.log import amask_secret

@@ -8,6 +8,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyAuthError,
     MidjourneyBannedPromptError,
     MidjourneyConnectionError,
+    MidjourneyError,
     MidjourneyNotFoundError,
     MidjourneyQueueFullError,
     MidjourneyRateLimitError,
@@ -221,3 +222,31 @@ def test_local_validation_happens_before_any_request(emulator, make_hook, call):
     with pytest.raises(MidjourneyValidationError):
         call(make_hook(emulator.base_url))
     assert request_count(emulator) == 0
+
+
+def _codes_in_docstrings() -> list[tuple[type, int]]:
+    """(error class, code) for every Midjourney code an error class's docstring claims."""
+    import inspect
+    import re
+
+    from airflow_provider_mj import exceptions
+
+    found = []
+    for _, cls in inspect.getmembers(exceptions, inspect.isclass):
+        if cls.__module__ != exceptions.__name__ or cls is exceptions.MidjourneyModalRequiredError:
+            continue  # code 21 is not an error reply: the operator opens the modal
+        for match in re.finditer(r"\b[Cc]ode (\d+)(?: \(or (\d+)\))?", cls.__doc__ or ""):
+            found.extend((cls, int(code)) for code in match.groups() if code)
+    return found
+
+
+def test_every_code_an_error_class_documents_is_the_one_it_raises(server):
+    """The docs are built from these docstrings: each code they file under a class raises that class."""
+    claims = _codes_in_docstrings()
+    assert (MidjourneyQueueFullError, 9) in claims and len(claims) >= 5
+    assert [code for cls, code in claims if cls is MidjourneyServerError] == []
+    for cls, code in claims:
+        server.reply(200, {"code": code, "description": "x", "result": None, "properties": {}})
+        with pytest.raises(MidjourneyError) as info:
+            server.hook.imagine("a kite")
+        assert type(info.value) is cls, (code, type(info.value).__name__)
