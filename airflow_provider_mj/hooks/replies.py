@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
+from urllib.parse import quote
 
 from airflow_provider_mj.exceptions import (
     MidjourneyAuthError,
@@ -89,10 +90,31 @@ class RequestContext:
         return f"request to /mj/{self.route}" if self.kind != "download" else "image download"
 
     def scrub(self, text: str | None) -> str:
+        """``text`` with the secret blanked out (also in its URL-encoded form)."""
         text = "" if text is None else str(text)
-        if self.secret and self.secret in text:
-            text = text.replace(self.secret, "***")
+        if self.secret:
+            for form in {self.secret, quote(self.secret, safe="")}:
+                if form in text:
+                    text = text.replace(form, "***")
         return text
+
+    def scrub_json(self, value: Any) -> Any:
+        """A decoded JSON reply with the secret blanked out of every string in it, keys included.
+
+        Applied to every reply before anything reads it, so no server-provided text (a
+        ``failReason``, a ``bannedWord``, a description, an ``imageUrl``...) can carry the key
+        into an exception, a log line or an XCom.
+        """
+        if not self.secret:
+            return value
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, list):
+            return [self.scrub_json(item) for item in value]
+        if isinstance(value, dict):
+            return {self.scrub(key) if isinstance(key, str) else key: self.scrub_json(item)
+                    for key, item in value.items()}
+        return value
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -335,6 +357,8 @@ def interpret_response(
     ctx = RequestContext(kind=kind, route=route, conn_id=conn_id, mj_task_id=mj_task_id, prompt=prompt, secret=secret)
     body = body or b""
     data = _decode_json(body)
+    if data is not _NO_JSON:
+        data = ctx.scrub_json(data)
     code, description, properties = _envelope_parts(data) if data is not _NO_JSON else (None, "", {})
     if data is _NO_JSON and body.strip() and status >= 400:
         description = body_snippet(body, ctx, 120)  # plain-text error bodies (trueai's 401)

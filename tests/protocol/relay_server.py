@@ -93,6 +93,9 @@ class Quirks:
     throttle_every: int = 0
     #: relay only: every Nth submit is refused with HTTP 503 (no upstream channel available).
     unavailable_every: int = 0
+    #: NOT FROM PROTOCOL.md (a careless server): the key the request presented is echoed into every
+    #: free-text field of the reply: description, failReason, promptEn, bannedWord, finalPrompt.
+    echo_key: bool = False
 
 
 RELAY_ALL_QUIRKS = Quirks(
@@ -192,6 +195,19 @@ FAIL_WORD = "relay-fail"
 #: trueai's CANCEL status (PROTOCOL: "trueai adds MODAL and CANCEL").
 CANCEL_WORD = "relay-cancel"
 BANNED_WORD = "forbidden-word"
+
+
+_ECHO_FIELDS = {"description", "failReason", "promptEn", "bannedWord", "finalPrompt"}
+
+
+def _echo(value: Any, suffix: str) -> Any:
+    """``value`` with ``suffix`` appended to every free-text field (the echo_key quirk)."""
+    if isinstance(value, list):
+        return [_echo(item, suffix) for item in value]
+    if isinstance(value, dict):
+        return {k: (v + suffix if k in _ECHO_FIELDS and isinstance(v, str) else _echo(v, suffix))
+                for k, v in value.items()}
+    return value
 
 
 @dataclass
@@ -443,7 +459,13 @@ class Relay:
                     return web.Response(status=401, text="Unauthorized: invalid mj-api-secret")
                 return web.json_response({"error": {"message": "无效的令牌 (invalid token)", "type": "new_api_error"}},
                                          status=401)
-        return await self.dispatch(request, route)
+        response = await self.dispatch(request, route)
+        if self.q.echo_key and isinstance(response, web.Response) and response.content_type == "application/json":
+            presented = (request.headers.get("Authorization") or "").removeprefix("Bearer ") or \
+                request.headers.get("mj-api-secret") or ""
+            echoed = _echo(json.loads(response.text), f" [key {presented}]")
+            return web.json_response(echoed, status=response.status)
+        return response
 
     async def dispatch(self, request: web.Request, route: str) -> web.StreamResponse:
         if request.method == "POST" and route.startswith("submit/"):
