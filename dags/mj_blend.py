@@ -121,6 +121,7 @@ def collect_images(image_dir: str, image_count: int) -> list[str]:
     },
 )
 def mj_blend():
+    # [START blend]
     images = collect_images(image_dir="{{ params.image_dir }}", image_count="{{ params.image_count }}")
 
     blend = MidjourneyBlendOperator(
@@ -131,6 +132,7 @@ def mj_blend():
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     )
+    # [END blend]
 
     MidjourneyActionOperator(
         task_id="upscale",

@@ -48,6 +48,7 @@ MJ_CONCURRENCY = 3
 POOL = "midjourney"
 DEFAULT_PROMPTS_FILE = str(Path(__file__).parent / "prompts" / "daily_prompts.txt")
 
+# [START retry_politely]
 # Polite retries for the Midjourney tasks: only retryable errors (queue full, 429, 5xx, network)
 # use them; the provider fails the others (banned prompt, bad key, failed job) at once.
 RETRY_POLITELY = {
@@ -56,6 +57,7 @@ RETRY_POLITELY = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
 }
+# [END retry_politely]
 
 
 @task
@@ -73,6 +75,7 @@ def read_prompts(prompts_file: str, max_prompts: str) -> list[str]:
     return prompts[:limit]
 
 
+# [START save_images]
 @task
 def save_images(upscales: list[dict], prompts: list[str], output_dir: str) -> dict:
     """Download every upscale to ``<output_dir>/<date>/NN.png`` and write a manifest.json."""
@@ -101,6 +104,7 @@ def save_images(upscales: list[dict], prompts: list[str], output_dir: str) -> di
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+# [END save_images]
 
 
 @dag(
@@ -123,6 +127,7 @@ def save_images(upscales: list[dict], prompts: list[str], output_dir: str) -> di
 def mj_daily_content():
     prompts = read_prompts(prompts_file="{{ params.prompts_file }}", max_prompts="{{ params.max_prompts }}")
 
+    # [START pooled]
     imagine = MidjourneyImagineOperator.partial(
         task_id="imagine",
         pool=POOL,
@@ -132,6 +137,7 @@ def mj_daily_content():
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     ).expand(prompt=prompts)
+    # [END pooled]
 
     # Each upscale gets the finished task dict of its imagine (the mapped return values, in order):
     # the buttons are already in it, so resolving "U1" needs no extra request.

@@ -48,11 +48,14 @@ JOB_TIMEOUT = 30 * 60
 UPSCALE_BUTTONS = ["U1", "U2", "U3", "U4"]
 
 
+# [START image_url]
 def _image_url(finished_task: dict) -> str:
     """The image of a finished Midjourney task (used to map describe over the upscales)."""
     return finished_task["imageUrl"]
+# [END image_url]
 
 
+# [START output_dir]
 def _output_dir(requested: str | None, dag_id: str, run_id: str) -> ObjectStoragePath:
     """Turn the ``output_dir`` param into an ObjectStoragePath (local paths become ``file://``)."""
     location = (requested or "").strip()
@@ -64,8 +67,10 @@ def _output_dir(requested: str | None, dag_id: str, run_id: str) -> ObjectStorag
     if "://" not in location:
         location = "file://" + os.path.abspath(os.path.expanduser(location))
     return ObjectStoragePath(location)
+# [END output_dir]
 
 
+# [START save_outputs]
 @task
 def save_outputs(upscales: list[dict], describes: list[dict], output_dir: str) -> dict:
     """Download the upscaled images, write their prompts and a manifest.json; return the manifest."""
@@ -112,8 +117,10 @@ def save_outputs(upscales: list[dict], describes: list[dict], output_dir: str) -
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+# [END save_outputs]
 
 
+# [START dag]
 @dag(
     dag_id="mj_imagine_upscale_describe",
     schedule=None,
@@ -139,6 +146,7 @@ def save_outputs(upscales: list[dict], describes: list[dict], output_dir: str) -
     },
 )
 def mj_imagine_upscale_describe():
+    # [START chain]
     imagine = MidjourneyImagineOperator(
         task_id="imagine",
         prompt="{{ params.prompt }}",
@@ -148,20 +156,28 @@ def mj_imagine_upscale_describe():
         timeout=JOB_TIMEOUT,
     )
 
+# [END dag]
+    # [START upscale]
     upscale = MidjourneyActionOperator.partial(
         task_id="upscale",
         mj_task_id=imagine.output["mj_task_id"],
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     ).expand(button=UPSCALE_BUTTONS)
+    # [END upscale]
 
+    # [START describe]
     describe = MidjourneyDescribeOperator.partial(
         task_id="describe",
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     ).expand(link=upscale.output.map(_image_url))
+    # [END describe]
+    # [END chain]
 
+    # [START wire_save]
     save_outputs(upscale.output, describe.output, output_dir="{{ params.output_dir }}")
+    # [END wire_save]
 
 
 mj_imagine_upscale_describe()

@@ -59,6 +59,7 @@ def pick_prompt(shortened: dict, choice: str) -> str:
     },
 )
 def mj_shorten_then_imagine():
+    # [START shorten]
     shorten = MidjourneyShortenOperator(
         task_id="shorten",
         prompt="{{ params.prompt }}",
@@ -72,6 +73,7 @@ def mj_shorten_then_imagine():
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     )
+    # [END shorten]
 
 
 mj_shorten_then_imagine()

@@ -43,6 +43,7 @@ JOB_TIMEOUT = 30 * 60
     },
 )
 def mj_zoom_out():
+    # [START custom_zoom]
     imagine = MidjourneyImagineOperator(
         task_id="imagine",
         prompt="{{ params.prompt }}",
@@ -66,6 +67,7 @@ def mj_zoom_out():
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     )
+    # [END custom_zoom]
 
 
 mj_zoom_out()

@@ -19,6 +19,9 @@ EXAMPLE_DAG_IDS = {
     "mj_shorten_then_imagine",
     "mj_zoom_out",
     "mj_daily_content",
+    "mj_first_dag",
+    "mj_every_operator",
+    "mj_modal_actions",
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: The emulator's jobs take 0.3 s; polling every 5 s (the DAGs' default) would only add waiting.
