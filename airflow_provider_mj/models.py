@@ -252,10 +252,11 @@ class Button:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Button:
+        """Parse one button; fields of the wrong type read as absent, never an exception."""
         return cls(
-            custom_id=str(data.get("customId") or ""),
-            label=str(data.get("label") or ""),
-            emoji=str(data.get("emoji") or ""),
+            custom_id=_as_text(data.get("customId")).strip(),
+            label=_as_text(data.get("label")),
+            emoji=_as_text(data.get("emoji")),
             style=_as_int(data.get("style"), 2),
             type=_as_int(data.get("type"), 2),
         )
@@ -314,10 +315,18 @@ def buttons_for_action(action: str, message_hash: str) -> list[Button]:
 
 
 def _as_int(value: Any, default: int | None = None) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    """A whole number from a JSON number or numeric string; anything else (bools too) is ``default``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return default
+    try:
+        return int(value) if not isinstance(value, str) else int(float(value.strip()))
+    except (ValueError, OverflowError):  # "abc", NaN, infinity
+        return default
+
+
+def _as_text(value: Any) -> str:
+    """A text field: a string as is; any other type (number, list, object...) reads as absent."""
+    return value if isinstance(value, str) else ""
 
 
 def _as_id(value: Any) -> str | None:
@@ -333,10 +342,14 @@ def _as_id(value: Any) -> str | None:
     return None
 
 
+#: Later than this (year 9999, in epoch ms) is not a time any server means.
+_MAX_EPOCH_MS = 253_402_300_799_999
+
+
 def _as_time(value: Any) -> int | None:
-    """Epoch milliseconds; null or 0 mean "not yet"."""
+    """Epoch milliseconds; null, 0, negative or absurd values mean "not yet"."""
     number = _as_int(value)
-    return number if number else None
+    return number if number is not None and 0 < number <= _MAX_EPOCH_MS else None
 
 
 @dataclass
@@ -367,29 +380,36 @@ class MidjourneyTask:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> MidjourneyTask:
-        """Parse a task object; missing or null fields get empty values, never an exception."""
+        """Parse a task object, tolerant of every field: never an exception for a JSON object.
+
+        Missing or null fields get empty values, and so does a field of the wrong type (a number
+        where text belongs, a list where an object belongs...): ``"buttons": 5`` reads as no
+        buttons, ``"status": {}`` as an unknown (still running) status. Ids may be strings or
+        whole numbers; times may be numbers or numeric strings.
+        """
         if not isinstance(data, dict):
             raise TypeError(f"a Midjourney task must be a JSON object, got {type(data).__name__}")
-        raw_status = str(data.get("status") or "")
+        raw_status = _as_text(data.get("status")).strip()
         properties = data.get("properties")
         buttons = data.get("buttons")
+        state = data.get("state")
         return cls(
-            id=str(data.get("id") or ""),
+            id=_as_id(data.get("id")) or "",
             status=TaskStatus.parse(raw_status),
             raw_status=raw_status,
-            action=str(data.get("action") or ""),
-            prompt=str(data.get("prompt") or ""),
-            prompt_en=str(data.get("promptEn") or ""),
-            description=str(data.get("description") or ""),
-            state=data.get("state"),
+            action=_as_text(data.get("action")).strip(),
+            prompt=_as_text(data.get("prompt")),
+            prompt_en=_as_text(data.get("promptEn")),
+            description=_as_text(data.get("description")),
+            state=state if isinstance(state, str) else None,
             submit_time=_as_time(data.get("submitTime")),
             start_time=_as_time(data.get("startTime")),
             finish_time=_as_time(data.get("finishTime")),
-            progress=str(data.get("progress") or ""),
-            image_url=str(data.get("imageUrl") or ""),
-            fail_reason=str(data.get("failReason") or ""),
+            progress=_as_text(data.get("progress")).strip(),
+            image_url=_as_text(data.get("imageUrl")).strip(),
+            fail_reason=_as_text(data.get("failReason")),
             properties=dict(properties) if isinstance(properties, dict) else {},
-            buttons=[Button.from_api(b) for b in buttons or [] if isinstance(b, dict)],
+            buttons=[Button.from_api(b) for b in buttons if isinstance(b, dict)] if isinstance(buttons, list) else [],
             raw=dict(data),
         )
 
@@ -425,12 +445,11 @@ class MidjourneyTask:
 
     @property
     def message_hash(self) -> str | None:
-        value = self.properties.get("messageHash")
-        return str(value) if value else None
+        return _as_text(self.properties.get("messageHash")).strip() or None
 
     @property
     def final_prompt(self) -> str:
-        return str(self.properties.get("finalPrompt") or self.prompt_en or self.prompt or "")
+        return _as_text(self.properties.get("finalPrompt")) or self.prompt_en or self.prompt or ""
 
     def custom_ids(self) -> dict[str, str]:
         """Button label -> customId for every button (labels derived when the server sent none)."""
@@ -460,7 +479,7 @@ class MidjourneyTask:
 
     def shortened_prompts(self) -> list[str]:
         """The prompts listed under "Shortened prompts" in a SHORTEN task's text."""
-        text = str(self.properties.get("finalPrompt") or self.description or "")
+        text = _as_text(self.properties.get("finalPrompt")) or self.description
         return split_shortened_prompts(text)
 
 
@@ -512,7 +531,7 @@ class SubmitResult:
     def from_api(cls, data: dict[str, Any]) -> SubmitResult:
         return cls(
             code=_as_int(data.get("code"), -1),
-            description=str(data.get("description") or ""),
+            description=_as_text(data.get("description")),
             mj_task_id=_as_id(data.get("result")),
             properties=dict(data.get("properties") or {}) if isinstance(data.get("properties"), dict) else {},
         )

@@ -168,7 +168,9 @@ def _decode_json(body: bytes) -> Any:
     if not body or not body.strip():
         return _NO_JSON
     try:
-        return json.loads(body.decode("utf-8-sig"))
+        # NaN and Infinity are not JSON, though Python would read them: they read as null, so a
+        # task never carries a value an XCom backend or a JSON column would refuse.
+        return json.loads(body.decode("utf-8-sig"), parse_constant=lambda _name: None)
     except (UnicodeDecodeError, ValueError):
         return _NO_JSON
 
