@@ -8,8 +8,8 @@ Images may be given as a data URL (``data:image/png;base64,...``), a local file 
 :class:`pathlib.Path`) or raw ``bytes``; :func:`to_data_url` turns any of them into the data URL
 the API wants, sniffing the real image type from its first bytes.
 
-This module imports only the standard library (and our exceptions module), so the emulator can
-use the very same rules.
+This module imports only the standard library (and our exceptions and models modules), so the
+emulator can use the very same rules.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Union
 from urllib.parse import urlsplit
 
 from airflow_provider_mj.exceptions import MidjourneyValidationError
+from airflow_provider_mj.models import MidjourneyTask
 
 #: Longest prompt accepted locally. Midjourney itself cuts prompts far shorter than this; the
 #: limit only catches obvious mistakes (a whole file pasted as a prompt).
@@ -212,6 +213,19 @@ def validate_mj_task_id(mj_task_id: Any, *, field: str = "mj_task_id") -> str:
     if "/" in mj_task_id or any(ch.isspace() for ch in mj_task_id) or len(mj_task_id) > 200:
         raise _fail(f"{field} {_short(mj_task_id)} is not a task id (a task id looks like '1320098173412546').")
     return mj_task_id
+
+
+def as_mj_task_id(value: Any, *, field: str = "mj_task_id") -> str:
+    """Accept a task id in every shape a DAG naturally has it, and check it.
+
+    A string (or int) id; a task dict as the submit operators return it (``{"id": ...}``, so
+    ``mj_task_id=imagine.output`` works); a :class:`~airflow_provider_mj.models.MidjourneyTask`.
+    """
+    if isinstance(value, MidjourneyTask):
+        value = value.id
+    elif isinstance(value, dict):
+        value = value.get("id") or value.get("mj_task_id") or value.get("result")
+    return validate_mj_task_id(value, field=field)
 
 
 def validate_mj_task_ids(mj_task_ids: Any) -> list[str]:

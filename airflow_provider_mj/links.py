@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
+from airflow_provider_mj.common import IMAGE_URL_XCOM_KEY
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-#: XCom key holding the task's image URL (a preview while running, the final image after).
-IMAGE_URL_XCOM_KEY = "mj_image_url"
 
 
 class MidjourneyImageLink(BaseOperatorLink):

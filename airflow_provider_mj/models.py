@@ -38,20 +38,6 @@ class TaskStatus(str, enum.Enum):
         except ValueError:
             return cls.UNKNOWN
 
-    @property
-    def is_terminal(self) -> bool:
-        """True when the task will not change any more (SUCCESS, FAILURE, CANCEL)."""
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
-
-
-#: Seconds after a submit during which "no such task" means "not visible yet" rather than "gone":
-#: relays refresh their view of the upstream server every ~15 s and may not show a job they just
-#: accepted. Waits keep polling through it, and a retry does not pay for the job a second time.
-NOT_VISIBLE_GRACE_SECONDS = 60.0
-
 
 class TaskOutcome(str, enum.Enum):
     """What a waiter should do with a task it just read: the single definition of "done"."""

@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mj.exceptions import MidjourneyError, MidjourneyNotFoundError
+from airflow_provider_mj.visibility import not_visible_yet
 
 if TYPE_CHECKING:
     from airflow_provider_mj.models import MidjourneyTask
@@ -347,7 +348,7 @@ async def wait_for_terminal(
                         if finished:  # the final line is always shown, whatever the throttle says
                             return task
                 except MidjourneyNotFoundError:
-                    if visible_by is None or time.time() >= visible_by:
+                    if not not_visible_yet(visible_by):
                         raise
                     log.info("Midjourney task %s is not visible on the server yet; polling again.", mj_task_id)
                     await asyncio.sleep(poll_interval)

@@ -79,9 +79,10 @@ def test_one_definition_of_done(status, outcome):
 
 
 def test_unknown_status_is_not_terminal():
+    # task_outcome is the one definition of "done" (TaskStatus keeps no second one).
     assert TaskStatus.parse("WEIRD") is TaskStatus.UNKNOWN
-    assert not TaskStatus.UNKNOWN.is_terminal
-    assert TaskStatus.FAILURE.is_terminal
+    assert task_outcome(MidjourneyTask(id="1", status=TaskStatus.UNKNOWN)) is TaskOutcome.RUNNING
+    assert task_outcome(MidjourneyTask(id="1", status=TaskStatus.FAILURE)) is TaskOutcome.FAILED
 
 
 def test_every_button_kind_round_trips_through_its_custom_id():

@@ -17,10 +17,11 @@ import pytest
 
 from airflow_provider_mj.exceptions import MidjourneyNotFoundError
 from airflow_provider_mj.hooks.midjourney import MidjourneyHook
-from airflow_provider_mj.models import NOT_VISIBLE_GRACE_SECONDS, TaskStatus
+from airflow_provider_mj.models import TaskStatus
 from airflow_provider_mj.operators import MidjourneyImagineOperator
 from airflow_provider_mj.operators.midjourney import MidjourneyJobState
 from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger
+from airflow_provider_mj.visibility import NOT_VISIBLE_GRACE_SECONDS, not_visible_yet, visible_by
 from tests.helpers import connection_json, make_dag, task_instances, unique_dag_id
 
 TASK_ID = "1732000000000001"
@@ -187,6 +188,15 @@ def test_retry_reattaches_to_a_job_not_visible_yet_but_resubmits_a_lost_one(lagg
     if reattaches:
         assert earlier.id == TASK_ID and earlier.status is TaskStatus.UNKNOWN
         assert state.visible_by > time.time()
+
+
+def test_one_rule_decides_whether_not_found_is_waited_through():
+    # The hook's wait, the trigger's wait, the sensor and the re-attach all ask not_visible_yet.
+    now = time.time()
+    assert visible_by(now) == now + NOT_VISIBLE_GRACE_SECONDS
+    assert visible_by() >= now + NOT_VISIBLE_GRACE_SECONDS
+    assert not_visible_yet(now + 5) and not not_visible_yet(now - 1)
+    assert not not_visible_yet(None)  # no grace given: "not found" is final
 
 
 async def asyncio_timeout_iter(agen, seconds: float):

@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import MidjourneyConfigurationError
 from airflow_provider_mj.get_provider_info import CONNECTION_FIELDS, DEPRECATED_FIELD_NAMES
 
-CONN_TYPE = "midjourney"
-DEFAULT_CONN_ID = "midjourney_default"
 EXTRA_PREFIX = "extra__midjourney__"
 AUTH_BEARER = "bearer"
 AUTH_MJ_API_SECRET = "mj-api-secret"

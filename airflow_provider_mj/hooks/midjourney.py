@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from airflow_provider_mj import inputs
+from airflow_provider_mj import code21, inputs
+from airflow_provider_mj.common import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
     MidjourneyButtonNotFoundError,
     MidjourneyError,
@@ -31,28 +32,17 @@ from airflow_provider_mj.exceptions import (
     MidjourneyTimeoutError,
     MidjourneyValidationError,
 )
-from airflow_provider_mj.hooks.connection import (
-    CONN_TYPE,
-    DEFAULT_CONN_ID,
-    MidjourneyConnectionConfig,
-    parse_connection,
-)
+from airflow_provider_mj.hooks.connection import MidjourneyConnectionConfig, parse_connection
 from airflow_provider_mj.hooks.replies import RequestContext, interpret_response, parse_retry_after, uncertain_error
-from airflow_provider_mj.hooks.storage import write_image
 from airflow_provider_mj.hooks.retries import short_reason
+from airflow_provider_mj.hooks.storage import write_image
 from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests inspect it from here
     _ASYNC_SESSIONS,  # noqa: F401
     MidjourneyBaseHook,
     async_session_count,
 )
-from airflow_provider_mj.models import (
-    MidjourneyTask,
-    SubmitResult,
-    TaskOutcome,
-    button_creates_task,
-    can_open_modal,
-    task_outcome,
-)
+from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, button_creates_task, task_outcome
+from airflow_provider_mj.visibility import not_visible_yet
 
 #: The task id :meth:`MidjourneyHook.test_connection` fetches: one no server has.
 PROBE_TASK_ID = "0000000000000000"
@@ -212,14 +202,10 @@ class MidjourneyHook(MidjourneyBaseHook):
             "notifyHook": common["notifyHook"],
         }
         result = self._submit("action", body, mj_task_id=mj_task_id, creates_task=button_creates_task(custom_id))
-        if (result.needs_modal and result.mj_task_id and not can_open_modal(custom_id, enable_remix)
-                and str(result.properties.get("status") or "").upper() != "MODAL"):
-            # novicezk's midjourney-proxy answers 21 ("task already exists") when the same button of
-            # the same task is pressed again; ``result`` is that earlier task, not a MODAL one.
+        if code21.is_existing_task(result, custom_id, enable_remix):
             self.log.info("Midjourney answered code 21 for %s: task %s already exists (%s); it is that job.",
                           custom_id, result.mj_task_id, result.properties.get("status") or "status not given")
-            return SubmitResult(code=SubmitResult.SUBMITTED, description=result.description,
-                                mj_task_id=result.mj_task_id, properties=result.properties)
+            return code21.read_action_reply(result, custom_id, enable_remix)
         return result
 
     def blend(
@@ -410,7 +396,7 @@ class MidjourneyHook(MidjourneyBaseHook):
                 task = self.fetch_task(mj_task_id)
                 failures = 0
             except MidjourneyNotFoundError:
-                if visible_by is None or time.time() >= visible_by:
+                if not not_visible_yet(visible_by):
                     raise
                 self.log.info("Midjourney task %s is not visible on the server yet; polling again.", mj_task_id)
             except MidjourneyError as err:

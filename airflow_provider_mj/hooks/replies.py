@@ -26,6 +26,7 @@ from datetime import timezone
 from typing import Any
 from urllib.parse import quote
 
+from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
     MidjourneyAuthError,
     MidjourneyBannedPromptError,
@@ -37,7 +38,6 @@ from airflow_provider_mj.exceptions import (
     MidjourneySubmitUncertainError,
     MidjourneyValidationError,
 )
-from airflow_provider_mj.hooks.connection import DEFAULT_CONN_ID
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult
 
 #: Relay error names (string ``code``) by the error they mean. Anything else is judged by status.

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_mj.common import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
     MidjourneyConfigurationError,
     MidjourneyConnectionError,
@@ -34,8 +35,6 @@ from airflow_provider_mj.exceptions import (
     MidjourneyServerError,
 )
 from airflow_provider_mj.hooks.connection import (
-    CONN_TYPE,
-    DEFAULT_CONN_ID,
     USER_AGENT,
     MidjourneyConnectionConfig,
     is_connection_not_found,

@@ -1,7 +1,7 @@
 """Operators of the Midjourney provider: one per route of the task API."""
 
+from airflow_provider_mj.operators.base import BaseMidjourneySubmitOperator
 from airflow_provider_mj.operators.midjourney import (
-    BaseMidjourneySubmitOperator,
     MidjourneyActionOperator,
     MidjourneyBlendOperator,
     MidjourneyDescribeOperator,

@@ -5,25 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from airflow_provider_mj import visibility
+from airflow_provider_mj.common import CUSTOM_IDS_XCOM_KEY, DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import MidjourneyNotFoundError, MidjourneyTimeoutError
+from airflow_provider_mj.inputs import as_mj_task_id
+from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
 from airflow_provider_mj.links import MidjourneyImageLink, push_image_url
-from airflow_provider_mj.models import NOT_VISIBLE_GRACE_SECONDS, MidjourneyTask, TaskOutcome, task_outcome
-from airflow_provider_mj.operators.midjourney import CUSTOM_IDS_XCOM_KEY, as_mj_task_id
+from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, task_outcome
 from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger, task_failed_error, task_from_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
 
-
-class MidjourneyTaskSensor(BaseSensorOperator):
+class MidjourneyTaskSensor(MidjourneyHookMixin, BaseSensorOperator):
     """Wait until a Midjourney task is finished; return it like the submit operators do.
 
     Works in ``poke`` and ``reschedule`` modes and deferred (``deferrable=True``, on the
@@ -42,7 +42,7 @@ class MidjourneyTaskSensor(BaseSensorOperator):
     :param mode: ``poke`` (default) or ``reschedule``; ignored when deferrable.
 
     A task the server does not know is reported as :class:`~airflow_provider_mj.exceptions.MidjourneyNotFoundError`,
-    but only once ``NOT_VISIBLE_GRACE_SECONDS`` (60 s) have passed since the sensor started: relays
+    but only once ``NOT_VISIBLE_GRACE_SECONDS`` (60 s, :mod:`~airflow_provider_mj.visibility`) have passed since the sensor started: relays
     show a job they just accepted only after their next refresh, so a sensor right behind a submit
     (``wait_for_completion=False``) may read "not found" at first.
     """
@@ -55,7 +55,7 @@ class MidjourneyTaskSensor(BaseSensorOperator):
         self,
         *,
         mj_task_id: Any,
-        midjourney_conn_id: str = "midjourney_default",
+        midjourney_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float | timedelta = 5.0,
         **kwargs: Any,
@@ -64,12 +64,6 @@ class MidjourneyTaskSensor(BaseSensorOperator):
         self.mj_task_id = mj_task_id
         self.midjourney_conn_id = midjourney_conn_id
         self.deferrable = deferrable
-
-    @cached_property
-    def hook(self) -> MidjourneyHook:
-        from airflow_provider_mj.hooks.midjourney import MidjourneyHook
-
-        return MidjourneyHook(midjourney_conn_id=self.midjourney_conn_id)
 
     def _visible_by(self, context: Context) -> float:
         """Epoch seconds until which "no such task" means "not visible yet" (kept across reschedules)."""
@@ -81,7 +75,7 @@ class MidjourneyTaskSensor(BaseSensorOperator):
                     started = first.timestamp() if first is not None else None
                 except Exception:  # an older task SDK: count from this poke
                     started = None
-            self._visible_by_at = (started or time.time()) + NOT_VISIBLE_GRACE_SECONDS
+            self._visible_by_at = visibility.visible_by(started or None)
         return self._visible_by_at
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -90,7 +84,7 @@ class MidjourneyTaskSensor(BaseSensorOperator):
         try:
             task = self.hook.fetch_task(mj_task_id)
         except MidjourneyNotFoundError:
-            if time.time() >= visible_by:
+            if not visibility.not_visible_yet(visible_by):
                 raise
             self.log.info("Midjourney task %s is not visible yet (relays show new jobs after their next "
                           "refresh); poking again.", mj_task_id)

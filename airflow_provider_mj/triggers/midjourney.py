@@ -23,6 +23,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_mj import exceptions as mj_exceptions
+from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
     MidjourneyError,
     MidjourneyTaskFailedError,
@@ -117,7 +118,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
     def __init__(
         self,
         mj_task_id: str,
-        midjourney_conn_id: str = "midjourney_default",
+        midjourney_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 5.0,
         deadline: float | None = None,
         prompt: str | None = None,

@@ -8,7 +8,6 @@ import re
 import pytest
 
 from airflow_provider_mj import operators
-from airflow_provider_mj.operators.midjourney import BaseMidjourneySubmitOperator
 from airflow_provider_mj.sensors import MidjourneyTaskSensor
 from airflow_provider_mj.triggers import MidjourneyTaskTrigger
 
@@ -16,9 +15,11 @@ CLASSES = [getattr(operators, name) for name in operators.__all__] + [Midjourney
 
 
 def _own_parameters(cls) -> set[str]:
+    # Every parameter a user can pass that this provider defines, on the class or any of its bases
+    # (BaseMidjourneySubmitOperator, BaseMidjourneyNewJobOperator...), but not Airflow's own.
     params = set()
     for klass in cls.__mro__:
-        if klass is BaseMidjourneySubmitOperator or klass is cls:
+        if klass.__module__.startswith("airflow_provider_mj."):
             init = inspect.unwrap(klass.__dict__.get("__init__", lambda self: None))
             params |= {n for n, p in inspect.signature(init).parameters.items()
                        if n != "self" and p.kind is not p.VAR_KEYWORD}
