@@ -402,8 +402,10 @@ class MidjourneyTask:
     def to_dict(self) -> dict[str, Any]:
         """The task as the API returned it (JSON-serialisable), for XCom.
 
-        One change: ``id`` is always a string (some servers send it as a JSON number), so
-        ``task["id"]`` equals the ``mj_task_id`` XCom and can be passed on as is.
+        Two changes: ``id`` is always a string (some servers send it as a JSON number), so
+        ``task["id"]`` equals the ``mj_task_id`` XCom and can be passed on as is; and the hook
+        makes a relative ``imageUrl`` absolute when it reads a task (some relays send
+        ``/mj/image/<id>``), so the URL can be opened or passed to describe as is.
         """
         if self.raw:
             out = dict(self.raw)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
@@ -326,6 +326,22 @@ def _error_for_meaning(
     return MidjourneyServerError(f"The server answered the {ctx.what} with an unexpected {code_text}.", **kw)
 
 
+def absolute_image_url(task: MidjourneyTask, base_url: str | None) -> MidjourneyTask:
+    """Resolve a relative ``imageUrl`` (``/mj/image/<id>``, as some relays send) against the server.
+
+    Standard URL resolution against the connection's base URL: ``/mj/image/1`` lands on the
+    server's origin, ``image/1`` under its base path, ``//cdn.example/1`` takes its scheme. The
+    task's ``raw`` dict (the return value and XComs) gets the absolute URL too, so everything
+    downstream (the image link, a describe of the image) sees a URL it can open.
+    """
+    url = task.image_url
+    if base_url and url and not urlsplit(url).scheme:
+        task.image_url = urljoin(base_url.rstrip("/") + "/", url)
+        if task.raw:
+            task.raw["imageUrl"] = task.image_url
+    return task
+
+
 def interpret_response(
     kind: str,
     status: int,
@@ -337,6 +353,7 @@ def interpret_response(
     mj_task_id: str | None = None,
     prompt: str | None = None,
     secret: str | None = None,
+    base_url: str | None = None,
 ) -> Any:
     """Turn one HTTP reply into a result, or raise the matching :class:`MidjourneyError`.
 
@@ -354,7 +371,9 @@ def interpret_response(
     :param conn_id: the connection id (for messages).
     :param mj_task_id: the task the request was about, if any (for messages and errors).
     :param prompt: the prompt sent, if any (for messages and errors).
-    :param secret: a string to blank out of any server text quoted in an error (the API key).
+    :param secret: a string to blank out of every string of the reply (the API key).
+    :param base_url: the connection's base URL: relative ``imageUrl`` values of tasks are
+        resolved against it (see :func:`absolute_image_url`).
     """
     ctx = RequestContext(kind=kind, route=route, conn_id=conn_id, mj_task_id=mj_task_id, prompt=prompt, secret=secret)
     body = body or b""
@@ -434,7 +453,7 @@ def interpret_response(
         raise _error_for_meaning(meaning, **common)
     if kind == "task":
         if isinstance(data, dict) and ("id" in data or "status" in data):
-            task = MidjourneyTask.from_api(data)
+            task = absolute_image_url(MidjourneyTask.from_api(data), base_url)
             if not task.id and mj_task_id:
                 task.id = mj_task_id
             return task
@@ -448,13 +467,15 @@ def interpret_response(
         if data is None:
             return []
         if isinstance(data, list):
-            return [MidjourneyTask.from_api(item) for item in data if isinstance(item, dict)]
+            return [absolute_image_url(MidjourneyTask.from_api(item), base_url) for item in data
+                    if isinstance(item, dict)]
         if isinstance(data, dict) and code is not None and num != 1:
             raise _error_for_meaning(meaning, **common)
         if isinstance(data, dict):
             for key in ("result", "data", "list", "tasks"):
                 if isinstance(data.get(key), list):
-                    return [MidjourneyTask.from_api(item) for item in data[key] if isinstance(item, dict)]
+                    return [absolute_image_url(MidjourneyTask.from_api(item), base_url) for item in data[key]
+                            if isinstance(item, dict)]
         raise MidjourneyServerError(
             f"The server's reply to the {ctx.what} is not a list of tasks.", http_status=status
         )

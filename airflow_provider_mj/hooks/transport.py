@@ -301,7 +301,7 @@ class MidjourneyBaseHook(BaseHook):
             raise_for_redirect(status, headers.get("Location"), url=url, ctx=ctx)
             return interpret_response(
                 kind, status, headers, body, route=route, conn_id=ctx.conn_id,
-                mj_task_id=mj_task_id, prompt=prompt, secret=config.api_key,
+                mj_task_id=mj_task_id, prompt=prompt, secret=config.api_key, base_url=config.base_url,
             )
 
         policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
@@ -392,7 +392,7 @@ class MidjourneyBaseHook(BaseHook):
             raise_for_redirect(status, headers.get("Location"), url=url, ctx=ctx)
             return interpret_response(
                 kind, status, headers, body, route=route, conn_id=ctx.conn_id,
-                mj_task_id=mj_task_id, secret=config.api_key,
+                mj_task_id=mj_task_id, secret=config.api_key, base_url=config.base_url,
             )
 
         policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,

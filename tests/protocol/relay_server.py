@@ -96,6 +96,8 @@ class Quirks:
     #: NOT FROM PROTOCOL.md (a careless server): the key the request presented is echoed into every
     #: free-text field of the reply: description, failReason, promptEn, bannedWord, finalPrompt.
     echo_key: bool = False
+    #: imageUrl relative to the relay's origin (``/mj/image/<id>``), images served there (behind auth).
+    relative_image_urls: bool = False
 
 
 RELAY_ALL_QUIRKS = Quirks(
@@ -341,6 +343,8 @@ class Relay:
             image_url = task.describe_source or f"{self.base_url}/img/{task.id}.png"
         elif task.action != "SHORTEN" and status in ("IN_PROGRESS", "SUCCESS"):
             image_url = f"{self.base_url}/img/{task.id}{'' if status == 'SUCCESS' else '_preview'}.png"
+            if self.q.relative_image_urls:
+                image_url = f"{self.q.mount.rstrip('/')}/mj/image/{task.id}{'' if status == 'SUCCESS' else '_preview'}"
         final_prompt = task.prompt
         description = self._desc("Submit success", "提交成功")
         if status == "SUCCESS" and task.action == "DESCRIBE":
@@ -483,6 +487,8 @@ class Relay:
         m = re.match(r"^task/([^/]+)/(fetch|image-seed)$", route)
         if m and request.method == "GET":
             return self.fetch(m.group(1)) if m.group(2) == "fetch" else self.image_seed(m.group(1))
+        if re.match(r"^image/[^/]+$", route) and request.method == "GET" and self.q.relative_image_urls:
+            return web.Response(body=tiny_png(), content_type="image/png")
         if route == "task/list-by-condition" and request.method == "POST":
             if self.q.no_list_by_condition:
                 return web.Response(status=404, text="404 page not found")
