@@ -11,8 +11,13 @@ hands every subscriber its own task.
   itself.
 * Ids the batch call did not return (the protocol lets servers omit unknown ids; some relays lag)
   are fetched one by one, so a task is never silently lost.
-* A server without ``list-by-condition`` (404/405, or a reply that is not a list) switches the
-  poller to per-task fetches for good.
+* The batch call is an optimisation; ``fetch`` is the primary route. When ``list-by-condition``
+  fails in any way but a refused key (HTTP 200 with an error envelope, a reply that is not a
+  list, 5xx, a timeout...), the poller reads its tasks one by one with ``fetch`` and tries the
+  batch again after :data:`BATCH_RETRY_SECONDS`; a server without the route (404/405/501) is
+  polled task by task for good. The batch call is made once, without the hook's retries, so a
+  failing batch route costs one request per attempt, not a stall. No waiting task fails or stalls
+  because of the batch route.
 * Transient errors (429, 5xx, connection) are retried on the next tick; the subscribers' own
   deadlines bound the wait. Errors that retrying cannot fix (bad key...) are handed to every
   subscriber.
@@ -35,11 +40,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mj.exceptions import MidjourneyError, MidjourneyNotFoundError
+from airflow_provider_mj.exceptions import (
+    MidjourneyAuthError,
+    MidjourneyError,
+    MidjourneyNotFoundError,
+    MidjourneyRateLimitError,
+)
 from airflow_provider_mj.visibility import not_visible_yet
 
 if TYPE_CHECKING:
@@ -49,6 +60,9 @@ log = logging.getLogger(__name__)
 
 #: Ids per list-by-condition call; servers handle large bodies, but one huge call is one big stall.
 MAX_IDS_PER_CALL = 500
+#: After a failed batch call, seconds of per-task fetches before the poller tries the batch again
+#: (at least ten poll intervals).
+BATCH_RETRY_SECONDS = 300.0
 #: By default a wait logs progress at most once per this many poll intervals (status changes always).
 PROGRESS_LOG_POLLS = 4
 
@@ -133,10 +147,11 @@ class TaskPoller:
         self.poll_interval = poll_interval
         self._subscribers: dict[str, set[_Subscription]] = {}
         self._runner: asyncio.Task | None = None
-        self._batch_supported = True
+        #: loop time from which the batch call may be tried again (0: now; inf: never, no such route).
+        self._batch_after = 0.0
         self._key: tuple[str, int, float] | None = None
         #: Figures for tests and benchmarks.
-        self.stats = {"batch_calls": 0, "single_fetches": 0, "ticks": 0, "errors": 0}
+        self.stats = {"batch_calls": 0, "single_fetches": 0, "ticks": 0, "errors": 0, "batch_failures": 0}
 
     # -- registry --------------------------------------------------------------------------------
 
@@ -226,19 +241,18 @@ class TaskPoller:
         self.stats["ticks"] += 1
         ids = list(self._subscribers)
         found: dict[str, MidjourneyTask] = {}
-        if self._batch_supported:
+        if asyncio.get_running_loop().time() >= self._batch_after:
             for start in range(0, len(ids), MAX_IDS_PER_CALL):
                 chunk = ids[start : start + MAX_IDS_PER_CALL]
                 try:
-                    tasks = await self.hook.alist_tasks(chunk)
+                    tasks = await self.hook.alist_tasks(chunk, retry=False)
                     self.stats["batch_calls"] += 1
-                except MidjourneyError as err:
-                    if _means_unsupported(err):
-                        log.info("list-by-condition is not supported by this server: polling task by task")
-                        self._batch_supported = False
-                        break
+                except MidjourneyAuthError as err:  # a refused key fails every route: say so, once
                     self._fail_or_wait(chunk, err)
                     return
+                except Exception as err:  # noqa: BLE001 - whatever the batch did, fetch still works
+                    self._batch_failed(err)
+                    break
                 for task in tasks:
                     found[task.id] = task
         missing = [i for i in ids if i not in found]
@@ -248,12 +262,27 @@ class TaskPoller:
             try:
                 found[mj_task_id] = await self.hook.afetch_task(mj_task_id)
                 self.stats["single_fetches"] += 1
+            except MidjourneyRateLimitError as err:
+                self._fail_or_wait([mj_task_id], err)
+                break  # the server asked for fewer requests: the other ids wait for the next tick
             except MidjourneyError as err:
                 self._fail_or_wait([mj_task_id], err)
         now = asyncio.get_running_loop().time()
         for mj_task_id, task in found.items():
             for sub in list(self._subscribers.get(mj_task_id, ())):
                 sub.deliver(task, now)
+
+    def _batch_failed(self, err: BaseException) -> None:
+        self.stats["batch_failures"] += 1
+        reason = str(err) if isinstance(err, MidjourneyError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, MidjourneyError) and _means_unsupported(err):
+            self._batch_after = math.inf
+            log.info("list-by-condition is not supported by this server (%s); polling task by task.", reason)
+            return
+        wait = max(BATCH_RETRY_SECONDS, 10 * self.poll_interval)
+        self._batch_after = asyncio.get_running_loop().time() + wait
+        log.warning("list-by-condition failed (%s); reading %d task(s) one by one and trying the batch again "
+                    "in %.0f s.", reason, len(self._subscribers), wait)
 
     def _fail_or_wait(self, ids: list[str], err: MidjourneyError) -> None:
         self.stats["errors"] += 1
@@ -267,10 +296,8 @@ class TaskPoller:
 
 
 def _means_unsupported(err: MidjourneyError) -> bool:
-    """A 404/405 (or a non-list reply) to list-by-condition means the route does not exist."""
-    if err.http_status in (404, 405, 501):
-        return True
-    return isinstance(err, MidjourneyNotFoundError) and err.http_status is None and err.code is None
+    """A 404/405/501 to list-by-condition means the server has no such route."""
+    return err.http_status in (404, 405, 501)
 
 
 async def poll_task(hook: Any, mj_task_id: str, poll_interval: float) -> AsyncIterator[MidjourneyTask]:

@@ -344,12 +344,16 @@ class MidjourneyHook(MidjourneyBaseHook):
         tasks = self._call("POST", "task/list-by-condition", "tasks", json_body={"ids": ids})
         return self._order(tasks, ids)
 
-    async def alist_tasks(self, mj_task_ids: Iterable[str]) -> list[MidjourneyTask]:
-        """Async :meth:`list_tasks`, for triggers: same parsing and errors, on aiohttp."""
+    async def alist_tasks(self, mj_task_ids: Iterable[str], *, retry: bool = True) -> list[MidjourneyTask]:
+        """Async :meth:`list_tasks`, for triggers: same parsing and errors, on aiohttp.
+
+        :param retry: False sends the call once, without the connection's retries (the poller
+            falls back to per-task fetches instead of waiting on a failing batch route).
+        """
         ids = list(dict.fromkeys(inputs.validate_mj_task_ids(mj_task_ids)))
         if not ids:
             return []
-        tasks = await self._acall("POST", "task/list-by-condition", "tasks", json_body={"ids": ids})
+        tasks = await self._acall("POST", "task/list-by-condition", "tasks", json_body={"ids": ids}, retry=retry)
         return self._order(tasks, ids)
 
     def image_seed(self, mj_task_id: str) -> str:

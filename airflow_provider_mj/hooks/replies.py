@@ -452,6 +452,12 @@ def interpret_response(
             raise uncertain_error(ctx, f"its reply (HTTP {status}) has no 'code' field", http_status=status)
         raise _error_for_meaning(meaning, **common)
     if kind == "task":
+        if isinstance(data, dict) and num == 1 and not ("id" in data or "status" in data):
+            # A success envelope around the task (some relays): the task, or nothing = not found.
+            inner = next((data[k] for k in ("result", "data") if k in data), None)
+            if not inner:
+                raise _error_for_meaning("not_found", **common)
+            data = inner
         if isinstance(data, dict) and ("id" in data or "status" in data):
             task = absolute_image_url(MidjourneyTask.from_api(data), base_url)
             if not task.id and mj_task_id:

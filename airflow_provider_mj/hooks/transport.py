@@ -369,6 +369,7 @@ class MidjourneyBaseHook(BaseHook):
         *,
         json_body: dict[str, Any] | None = None,
         mj_task_id: str | None = None,
+        retry: bool = True,
     ) -> Any:
         import aiohttp
 
@@ -395,6 +396,8 @@ class MidjourneyBaseHook(BaseHook):
                 mj_task_id=mj_task_id, secret=config.api_key, base_url=config.base_url,
             )
 
+        if not retry:
+            return await send_once()
         policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
                           sleep=self._asleep, is_async=True)
         return await policy(send_once)

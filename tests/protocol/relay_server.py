@@ -61,6 +61,14 @@ class Quirks:
     proxy_unknown: str = "null"
     #: list-by-condition route missing (404).
     no_list_by_condition: bool = False
+    #: how list-by-condition misbehaves, if it does: "envelope" (HTTP 200 {"code": 4, "description":
+    #: "unsupported route"}), "object" (HTTP 200, a JSON object that is not a list), "405", "500" (every
+    #: call fails) or "slow" (answers after list_slow_seconds).
+    list_mode: str | None = None
+    list_slow_seconds: float = 0.0
+    #: proxy only: fetch wraps the task in a success envelope {"code": 1, "result": <task>}, and an
+    #: unknown id is {"code": 1, "result": null} (HTTP 200).
+    fetch_envelope: bool = False
     #: list-by-condition answers in reverse order of the ids asked for.
     list_shuffle: bool = False
     #: an extra intermediate status between NOT_START and SUBMITTED ("QUEUED", "PENDING"...).
@@ -492,6 +500,14 @@ class Relay:
         if route == "task/list-by-condition" and request.method == "POST":
             if self.q.no_list_by_condition:
                 return web.Response(status=404, text="404 page not found")
+            if self.q.list_mode == "envelope":
+                return web.json_response({"code": 4, "description": "unsupported route", "result": None})
+            if self.q.list_mode == "object":
+                return web.json_response({"tasks": "not here", "total": 0})
+            if self.q.list_mode in ("405", "500"):
+                return web.Response(status=int(self.q.list_mode), text="list-by-condition is broken")
+            if self.q.list_mode == "slow":
+                await asyncio.sleep(self.q.list_slow_seconds)
             try:
                 body = await request.json()
             except Exception:
@@ -636,9 +652,13 @@ class Relay:
         if task is None or not self.visible(task):
             if self.q.dialect == "relay":
                 return self._error(3, "task_not_found", self._desc("task_not_found", "任务不存在"))
+            if self.q.fetch_envelope:
+                return web.json_response({"code": 1, "description": "success", "result": None})
             if self.q.proxy_unknown == "204":
                 return web.Response(status=204)
             return web.Response(status=200, body=b"null", content_type="application/json")
+        if self.q.fetch_envelope:
+            return web.json_response({"code": 1, "description": "success", "result": self.view(task, "fetch")})
         return web.json_response(self.view(task, "fetch"))
 
     def list_by_condition(self, body: dict) -> web.Response:
