@@ -5,7 +5,8 @@ submit envelope, the status enum and the table of buttons and customIds. Nothing
 package keeps a second copy of any of them.
 
 This module is imported at DAG-parse time (through the operators), so it imports only the
-standard library.
+standard library at import time; pendulum (an Airflow dependency) is loaded when a task's times
+are first read as dates.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pendulum
 
 
 class TaskStatus(str, enum.Enum):
@@ -338,6 +342,15 @@ def _as_time(value: Any) -> int | None:
     return number if number is not None and 0 < number <= _MAX_EPOCH_MS else None
 
 
+def _as_datetime(epoch_ms: int | None) -> pendulum.DateTime | None:
+    """Epoch milliseconds as a UTC :class:`pendulum.DateTime`; None stays None ("not yet")."""
+    if not epoch_ms:
+        return None
+    import pendulum
+
+    return pendulum.from_timestamp(epoch_ms / 1000.0, tz="UTC")
+
+
 @dataclass
 class MidjourneyTask:
     """A Midjourney task as ``/mj/task/{id}/fetch`` returns it, tolerant of every server's quirks.
@@ -424,6 +437,32 @@ class MidjourneyTask:
     @property
     def outcome(self) -> TaskOutcome:
         return task_outcome(self)
+
+    @property
+    def submitted_at(self) -> pendulum.DateTime | None:
+        """When the job was submitted (``submitTime``), timezone-aware UTC; None when not given."""
+        return _as_datetime(self.submit_time)
+
+    @property
+    def started_at(self) -> pendulum.DateTime | None:
+        """When the job started running (``startTime``), timezone-aware UTC; None until then."""
+        return _as_datetime(self.start_time)
+
+    @property
+    def finished_at(self) -> pendulum.DateTime | None:
+        """When the job ended (``finishTime``), timezone-aware UTC; None while it runs."""
+        return _as_datetime(self.finish_time)
+
+    @property
+    def duration(self) -> pendulum.Duration | None:
+        """How long the job ran, from ``startTime`` to ``finishTime``; None until both are known.
+
+        The time it waited in the queue before that is ``started_at - submitted_at``.
+        """
+        started, finished = self.started_at, self.finished_at
+        if started is None or finished is None:
+            return None
+        return finished - started
 
     @property
     def progress_percent(self) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pendulum
 import pytest
 
 from airflow_provider_mj.models import (
@@ -76,6 +77,28 @@ def test_times_of_zero_and_nulls_mean_not_yet():
 )
 def test_one_definition_of_done(status, outcome):
     assert task_outcome(MidjourneyTask.from_api({"id": "1", "status": status})).value == outcome
+
+
+def test_task_times_are_timezone_aware_pendulum_datetimes_with_a_duration():
+    task = MidjourneyTask.from_api(PROTOCOL_EXAMPLE)
+    assert task.submitted_at == pendulum.datetime(2025, 3, 9, 14, 46, 18, 38000, tz="UTC")
+    for moment in (task.submitted_at, task.started_at, task.finished_at):
+        assert isinstance(moment, pendulum.DateTime) and moment.utcoffset().total_seconds() == 0
+    assert task.started_at.timestamp() == 1741531580.190
+    assert task.finished_at.timestamp() == 1741531608.566
+    assert isinstance(task.duration, pendulum.Duration)
+    assert task.duration.total_seconds() == pytest.approx(28.376)
+    assert (task.started_at - task.submitted_at).total_seconds() == pytest.approx(2.152)  # time in the queue
+
+
+@pytest.mark.parametrize("missing", [None, 0, "0", ""])
+def test_a_time_that_is_null_or_zero_is_none_and_so_is_the_duration(missing):
+    task = MidjourneyTask.from_api({**PROTOCOL_EXAMPLE, "status": "IN_PROGRESS", "finishTime": missing})
+    assert task.finished_at is None and task.duration is None
+    assert task.started_at is not None
+    queued = MidjourneyTask.from_api({"id": "1", "status": "SUBMITTED", "submitTime": 1741531578038,
+                                      "startTime": missing})
+    assert queued.started_at is None and queued.duration is None and queued.submitted_at is not None
 
 
 def test_unknown_status_is_not_terminal():
