@@ -97,6 +97,15 @@ class ButtonKind:
 
 _H = r"(?P<hash>[0-9A-Za-z-]+)"
 
+
+def _pan_button(direction: str, arrow: str) -> ButtonKind:
+    """The four pan buttons differ only in their direction (and arrow emoji)."""
+    name = f"pan_{direction}"
+    return ButtonKind(name, f"Pan {direction.title()}", "PAN", rf"^MJ::JOB::{name}::(?P<n>\d+)::{_H}::SOLO$",
+                      f"MJ::JOB::{name}::1::{{hash}}::SOLO", emoji=f"{arrow}\ufe0f", remixable=True,
+                      server_label="", aliases=(name, f"{arrow}\ufe0f", arrow))
+
+
 BUTTON_KINDS: tuple[ButtonKind, ...] = (
     ButtonKind("upsample", "U{n}", "UPSCALE", rf"^MJ::JOB::upsample::(?P<n>[1-4])::{_H}$",
                "MJ::JOB::upsample::{n}::{hash}"),
@@ -125,18 +134,8 @@ BUTTON_KINDS: tuple[ButtonKind, ...] = (
                "MJ::Outpaint::75::1::{hash}::SOLO"),
     ButtonKind("custom_zoom", "Custom Zoom", "ZOOM", rf"^MJ::CustomZoom::{_H}$",
                "MJ::CustomZoom::{hash}", always_modal=True),
-    ButtonKind("pan_left", "Pan Left", "PAN", rf"^MJ::JOB::pan_left::(?P<n>\d+)::{_H}::SOLO$",
-               "MJ::JOB::pan_left::1::{hash}::SOLO", emoji="\u2b05\ufe0f", remixable=True,
-               server_label="", aliases=("pan_left", "\u2b05\ufe0f", "\u2b05")),
-    ButtonKind("pan_right", "Pan Right", "PAN", rf"^MJ::JOB::pan_right::(?P<n>\d+)::{_H}::SOLO$",
-               "MJ::JOB::pan_right::1::{hash}::SOLO", emoji="\u27a1\ufe0f", remixable=True,
-               server_label="", aliases=("pan_right", "\u27a1\ufe0f", "\u27a1")),
-    ButtonKind("pan_up", "Pan Up", "PAN", rf"^MJ::JOB::pan_up::(?P<n>\d+)::{_H}::SOLO$",
-               "MJ::JOB::pan_up::1::{hash}::SOLO", emoji="\u2b06\ufe0f", remixable=True,
-               server_label="", aliases=("pan_up", "\u2b06\ufe0f", "\u2b06")),
-    ButtonKind("pan_down", "Pan Down", "PAN", rf"^MJ::JOB::pan_down::(?P<n>\d+)::{_H}::SOLO$",
-               "MJ::JOB::pan_down::1::{hash}::SOLO", emoji="\u2b07\ufe0f", remixable=True,
-               server_label="", aliases=("pan_down", "\u2b07\ufe0f", "\u2b07")),
+    *(_pan_button(direction, arrow) for direction, arrow in
+      (("left", "\u2b05"), ("right", "\u27a1"), ("up", "\u2b06"), ("down", "\u2b07"))),
     ButtonKind("favorite", "Favorite", None, rf"^MJ::BOOKMARK::{_H}$", "MJ::BOOKMARK::{hash}",
                emoji="\u2764\ufe0f", server_label="", aliases=("bookmark", "\u2764\ufe0f")),
     ButtonKind("describe_pick", "{n}", "IMAGINE", r"^MJ::Job::PicReader::(?P<n>[1-4])$",
@@ -154,21 +153,11 @@ GRID_BUTTONS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("reroll", (0,)),
     ("variation", (1, 2, 3, 4)),
 )
-UPSCALED_BUTTONS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("upscale_subtle", (1,)),
-    ("upscale_creative", (1,)),
-    ("vary_subtle", (1,)),
-    ("vary_strong", (1,)),
-    ("vary_region", (1,)),
-    ("zoom_out_2x", (1,)),
-    ("zoom_out_1_5x", (1,)),
-    ("custom_zoom", (1,)),
-    ("pan_left", (1,)),
-    ("pan_right", (1,)),
-    ("pan_up", (1,)),
-    ("pan_down", (1,)),
-    ("favorite", (1,)),
-)
+#: An upscaled image: one button of each of these kinds (index 1).
+UPSCALED_BUTTONS: tuple[tuple[str, tuple[int, ...]], ...] = tuple((name, (1,)) for name in (
+    "upscale_subtle", "upscale_creative", "vary_subtle", "vary_strong", "vary_region", "zoom_out_2x",
+    "zoom_out_1_5x", "custom_zoom", "pan_left", "pan_right", "pan_up", "pan_down", "favorite",
+))
 BUTTONS_BY_ACTION: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
     "IMAGINE": GRID_BUTTONS,
     "VARIATION": GRID_BUTTONS,
