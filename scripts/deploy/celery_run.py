@@ -18,7 +18,7 @@ import glob
 import time
 from typing import Any
 
-from .api import TERMINAL_RUN_STATES, Api, ti_key, wait_until
+from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, wait_until
 from .common import CheckBook, CheckFailed, log
 from .flagship import track_triggers
 
@@ -82,13 +82,13 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
         api.request("POST", "/api/v2/pools", expect=(200, 201), json={
             "name": "midjourney", "slots": args.burst_pool_slots, "include_deferred": True,
             "description": "the emulated Midjourney account (deployment test)"})
-    dep.configure_emulator(job_seconds=args.burst_job_seconds, concurrency=args.burst_account_slots,
-                           queue_limit=args.burst_account_queue)
+    _occupy_account(dep, args)
     before = dep.emulator_counters()
     received_before = received_counts(dep)
     run_id = api.trigger(BURST_DAG)
     log(f"triggered {BURST_DAG} run {run_id!r}: {size} imagines, account {args.burst_account_slots} running + "
-        f"{args.burst_account_queue} queued, {args.burst_job_seconds}s jobs, pool {args.burst_pool_slots or 'none'}")
+        f"{args.burst_account_queue} queued (busy for {args.burst_hold_seconds:.0f}s), {args.burst_job_seconds}s "
+        f"jobs, pool {args.burst_pool_slots or 'none'}")
     kill_at = max(1, size // 2)
     if args.burst_pool_slots > 0:
         kill_at = min(kill_at, args.burst_pool_slots - 1)
@@ -145,6 +145,15 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
         check("burst: the surviving triggerer took over every trigger of the killed one",
               fo.get("orphaned") and not not_taken,
               {"orphaned": fo.get("orphaned"), "not_taken_over": not_taken, "survivor": survivor})
+        if fo.get("orphaned"):
+            key = fo["orphaned"][0]
+            task_id, map_index = split_key(key)
+            events = api.task_log(BURST_DAG, run_id, task_id, 1, map_index)
+            jobs = sorted({int(e.rsplit(".trigger.", 1)[1].split(".")[0])
+                           for e in events if ".trigger." in e and e.endswith(".log")})
+            dep.report["burst"]["sample_trigger_log_jobs"] = {"key": key, "jobs": jobs}
+            check("burst: the task log of a taken-over imagine has a trigger part from the surviving triggerer "
+                  "(REST API)", survivor in jobs, {"key": key, "trigger_log_files_from_jobs": jobs})
 
     by_state = _delta(before.get("submits_by_state", {}), after.get("submits_by_state", {}))
     expected = {f"burst-{i:02d}": 1 for i in range(size)}
@@ -162,6 +171,29 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
               0 < peak_pool <= args.burst_pool_slots and len(received) == 2 and all(v > 0 for v in received.values()),
               {"peak_occupancy": peak_pool, "celery_tasks_received": received})
     _coalescing_report(dep, fo, interval, check)
+
+
+def _occupy_account(dep, args: argparse.Namespace) -> None:
+    """Shape the account, and keep its slots busy with another client's jobs for a while.
+
+    How many burst tasks wait at once depends on how fast the workers submit (CPU-bound on a
+    small machine) against how fast the account finishes jobs. Jobs of "another DAG" holding every
+    slot for ``--burst-hold-seconds`` make the burst's jobs queue behind them whatever the
+    machine's speed, so that about half of the burst is deferred, with a stable set of waiting
+    tasks for the request counts, before anything of the burst finishes.
+    """
+    import requests
+
+    dep.configure_emulator(job_seconds=args.burst_hold_seconds, concurrency=args.burst_account_slots,
+                           queue_limit=args.burst_account_queue)
+    for n in range(args.burst_account_slots if args.burst_hold_seconds > 0 else 0):
+        r = requests.post(f"{dep.emulator_url}/mj/submit/imagine", timeout=10,
+                          headers={"Authorization": f"Bearer {dep.emulator_key}"},
+                          json={"prompt": f"another team's job {n}", "state": f"other-dag-{n}"})
+        r.raise_for_status()
+        if r.json().get("code") != 1:
+            raise RuntimeError(f"the emulator did not start the account's other job: {r.text[:300]}")
+    dep.configure_emulator(job_seconds=args.burst_job_seconds)
 
 
 def _holders(dep, run_id: str) -> dict[str, int | None]:
@@ -250,7 +282,7 @@ def _ran_on(dep, run_id: str, key: str, job: int, history: dict) -> bool:
     trigger log file Airflow names after the triggerer job (``...log.trigger.<job>.log``)."""
     if job in history.get(key, {}).get("triggerers", []):
         return True
-    task_id, map_index = key[:-1].split("[") if "[" in key else (key, "-1")
+    task_id, map_index = split_key(key)
     pattern = (f"{dep.home}/logs/dag_id={BURST_DAG}/run_id={glob.escape(run_id)}/task_id={task_id}/"
                f"map_index={map_index}/attempt=*.log.trigger.{job}.log")
     return bool(glob.glob(pattern))

@@ -56,13 +56,16 @@ def parse_args(argv: list[str] | None, description: str = "") -> argparse.Namesp
     c.add_argument("--task-heartbeat-timeout", type=int, default=20,
                    help="[scheduler] task_instance_heartbeat_timeout: how soon a killed worker's task is retried")
     c.add_argument("--burst-size", type=int, default=30, help="mapped imagines in mj_deploy_burst")
-    c.add_argument("--burst-job-seconds", type=float, default=6.0, help="emulator job duration during the burst")
+    c.add_argument("--burst-job-seconds", type=float, default=3.0, help="emulator job duration during the burst")
+    c.add_argument("--burst-hold-seconds", type=float, default=50.0,
+                   help="the account's slots are busy with another client's jobs for this long when the burst "
+                        "starts (its jobs queue behind them: about half the burst waits at once on any machine)")
     c.add_argument("--burst-poll-interval", type=float, default=2.0, help="poll_interval of the burst's imagines")
     c.add_argument("--burst-account-slots", type=int, default=3, help="jobs the emulated account runs at once")
     # The account knob: today's code fails a task whose submits keep being refused (code 23), so the
     # account's queue (with the pool below) has room for every job the burst can have in flight. Once
     # the backpressure of issue 14 lands, make it small: --burst-account-queue 3 --burst-pool-slots 0.
-    c.add_argument("--burst-account-queue", type=int, default=20,
+    c.add_argument("--burst-account-queue", type=int, default=22,
                    help="queued places of the emulated account (more jobs are refused with code 23); "
                         "small (3) only once refused submits are waited out (backpressure)")
     c.add_argument("--burst-pool-slots", type=int, default=20,

@@ -71,6 +71,8 @@ def test_triggerer_failover_mid_burst(celery_deployment):
     check(celery_deployment, "burst: both triggerers ran burst triggers")
     check(celery_deployment, "burst: one triggerer SIGKILLed while about half the tasks were deferred")
     check(celery_deployment, "burst: the surviving triggerer took over every trigger of the killed one")
+    check(celery_deployment, "burst: the task log of a taken-over imagine has a trigger part from the surviving "
+                             "triggerer (REST API)")
     failover = celery_deployment["burst"]["failover"]
     assert len(failover["deferred_at_kill"]) >= BURST // 2 and failover["orphaned"], failover
 
