@@ -9,7 +9,8 @@ API methods: submits, reads, waiting, buttons and downloads. What they stand on 
 * :mod:`~airflow_provider_mj.hooks.retries`: the retry policy (read its docstring for which
   failures are retried, and why a submit is retried only when the server cannot have taken it);
 * :mod:`~airflow_provider_mj.hooks.replies`: reading replies of both server dialects;
-* :mod:`~airflow_provider_mj.hooks.storage`: atomic writes of downloaded images.
+* :mod:`~airflow_provider_mj.hooks.downloads`: streaming image downloads, sync and async;
+* :mod:`~airflow_provider_mj.hooks.storage`: atomic writes of downloaded images (:class:`SavedImage`).
 
 The names those modules export are importable from here as well, as they always were.
 """
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
-from airflow_provider_mj import code21, inputs
+from airflow_provider_mj import code21, imaging, inputs
 from airflow_provider_mj.common import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
     MidjourneyButtonNotFoundError,
@@ -32,10 +32,11 @@ from airflow_provider_mj.exceptions import (
     MidjourneyTimeoutError,
     MidjourneyValidationError,
 )
+from airflow_provider_mj.hooks import downloads
 from airflow_provider_mj.hooks.connection import MidjourneyConnectionConfig, parse_connection
 from airflow_provider_mj.hooks.replies import RequestContext, interpret_response, parse_retry_after, uncertain_error
 from airflow_provider_mj.hooks.retries import short_reason
-from airflow_provider_mj.hooks.storage import write_image
+from airflow_provider_mj.hooks.storage import SavedImage, report_lineage
 from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests inspect it from here
     _ASYNC_SESSIONS,  # noqa: F401
     MidjourneyBaseHook,
@@ -492,38 +493,78 @@ class MidjourneyHook(MidjourneyBaseHook):
             self.log.warning("Task %s is %s; its imageUrl may be a preview.", task.id, task.raw_status)
         return urljoin(self.config.base_url + "/", task.image_url), task.id or None
 
-    def download_image(self, url_or_task: Any, destination: Any) -> str:
-        """Download a task's image to a local path or object storage, atomically.
-
-        The image is written to a temporary sibling of ``destination`` and then renamed into
-        place, so readers never see a half-written file; object stores without rename get the
-        object written directly (a single PUT is already atomic there) and its size checked.
-        Downloads are retried like other reads. The API key is sent only when the image is on
-        the API server's own origin.
-
-        :param url_or_task: an image URL (absolute, or relative to the base URL), or a task
-            (:class:`MidjourneyTask` or its dict) whose ``imageUrl`` is downloaded.
-        :param destination: a local path (``str`` or :class:`pathlib.Path`), an
-            ``airflow.sdk.ObjectStoragePath``, or a URL string such as ``"s3://bucket/key.png"``.
-            An existing directory (or a path ending in ``/``) gets the file name from the URL.
-        :return: the final path, as a string.
-        """
+    def _download_plan(self, url_or_task: Any, split_grid: bool) -> tuple[str, str | None]:
         url, mj_task_id = self._image_url(url_or_task)
         try:
             inputs.validate_http_url(url, field="image URL")
         except MidjourneyValidationError:
             raise MidjourneyValidationError(f"The image URL {url[:80]!r} is not an http(s) URL.") from None
-        data = self._download_bytes(url, mj_task_id)
-        name = Path(urlsplit(url).path).name or f"{mj_task_id or 'midjourney'}.png"
-        final = write_image(destination, name, data)
-        self.log.info("Downloaded %d bytes of image to %s.", len(data), final)
-        return final
+        if split_grid:
+            imaging.require_pillow("split_grid=True")  # before any request
+        return url, mj_task_id
+
+    def _saved(self, saved: SavedImage | list[SavedImage]) -> SavedImage | list[SavedImage]:
+        for one in saved if isinstance(saved, list) else [saved]:
+            report_lineage(self, one)
+            self.log.info("%s %d bytes of %s to %s.", "Saved" if one.written else "Kept the identical",
+                          one.size_bytes, one.media_type, one)
+        return saved
+
+    def download_image(self, url_or_task: Any, destination: Any, *, split_grid: bool = False) -> Any:
+        """Download a task's image to a local path or object storage: streamed, typed, atomic.
+
+        The image is streamed to the destination in chunks (memory stays flat whatever its size)
+        and hashed on the way. Its format is read from its first bytes, not from the URL (relays
+        serve WebP or JPEG under ``.png`` links):
+
+        * a destination without an image extension (``out/cat``, or a folder) gets the right one
+          (``cat.webp``); a folder gets the URL's file name (or the task id);
+        * a name whose extension disagrees with the bytes (``cat.png``, WebP bytes) is converted
+          to the format the name asks for when Pillow (``airflow-provider-mj[images]``) is
+          installed (PNG and WebP losslessly), else saved under the right extension
+          (``cat.webp``) with a warning in the log.
+
+        Writes are atomic (see :mod:`~airflow_provider_mj.hooks.storage`): a local file goes to
+        a temporary sibling renamed into place; an object store (S3, GCS, Azure) gets the final
+        object in one upload, discarded on failure, so no partial object is ever visible. When
+        the destination already holds the same bytes nothing is written. Downloads are retried
+        like other reads; the API key is sent only to the API server's own origin. The saved
+        URI is reported once to Airflow's hook lineage.
+
+        :param url_or_task: an image URL (absolute, or relative to the base URL), or a task
+            (:class:`MidjourneyTask` or its dict) whose ``imageUrl`` is downloaded.
+        :param destination: a local path (``str`` or :class:`pathlib.Path`), an
+            ``airflow.sdk.ObjectStoragePath``, or a URL string such as
+            ``"s3://aws_default@bucket/key.png"``. An existing directory (or a path ending in
+            ``/``) is a folder.
+        :param split_grid: cut a 2x2 grid into its four images and save those, as
+            ``<name>_1`` .. ``<name>_4`` (Midjourney's order), instead of the grid: the four
+            grid-size images without paying for four upscale jobs. Needs Pillow
+            (``airflow-provider-mj[images]``); PNG and WebP are written losslessly.
+        :return: a :class:`~airflow_provider_mj.hooks.storage.SavedImage`: a ``str`` of where the
+            image went (as this method always returned) with ``uri``, ``path``, ``size_bytes``,
+            ``sha256``, ``media_type``, ``source_url``, ``mj_task_id`` and ``written``. With
+            ``split_grid=True``, a list of four of them.
+        """
+        url, mj_task_id = self._download_plan(url_or_task, split_grid)
+        return self._saved(downloads.download(self, url, mj_task_id, destination, split_grid=split_grid))
+
+    async def adownload_image(self, url_or_task: Any, destination: Any, *, split_grid: bool = False) -> Any:
+        """:meth:`download_image` for code on an event loop (a trigger): same arguments, same result.
+
+        The network is read with the loop's shared aiohttp session; blocking writes (files,
+        object stores) run in a worker thread, chunk by chunk.
+        """
+        url, mj_task_id = self._download_plan(url_or_task, split_grid)
+        saved = await downloads.adownload(self, url, mj_task_id, destination, split_grid=split_grid)
+        return self._saved(saved)
 
 
 __all__ = [
     "MidjourneyConnectionConfig",
     "MidjourneyHook",
     "SUBMIT_ROUTES",
+    "SavedImage",
     "async_session_count",
     "interpret_response",
     "parse_connection",

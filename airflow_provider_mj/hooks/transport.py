@@ -22,7 +22,6 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
@@ -31,8 +30,6 @@ from airflow_provider_mj.exceptions import (
     MidjourneyConfigurationError,
     MidjourneyConnectionError,
     MidjourneyError,
-    MidjourneyNotFoundError,
-    MidjourneyServerError,
 )
 from airflow_provider_mj.hooks.connection import (
     USER_AGENT,
@@ -48,7 +45,7 @@ from airflow_provider_mj.hooks.redirects import (
     follows_redirects,
     raise_for_redirect,
 )
-from airflow_provider_mj.hooks.replies import RequestContext, body_snippet, interpret_response, uncertain_error
+from airflow_provider_mj.hooks.replies import RequestContext, interpret_response, uncertain_error
 from airflow_provider_mj.hooks.retries import retrying
 
 if TYPE_CHECKING:
@@ -401,59 +398,3 @@ class MidjourneyBaseHook(BaseHook):
         policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
                           sleep=self._asleep, is_async=True)
         return await policy(send_once)
-
-    # -- image downloads -------------------------------------------------------------------------
-
-    def _download_bytes(self, url: str, mj_task_id: str | None) -> bytes:
-        """GET an image (retried like other reads); the key goes only to the API server's origin."""
-        config = self.config
-        session = self.get_conn()
-        parts = urlsplit(url)
-        same_origin = (parts.scheme.lower(), parts.netloc.lower()) == config.origin
-        headers = {"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"}
-        if same_origin:
-            headers.update(config.auth_headers())
-        ctx = RequestContext(kind="download", route=parts.path, conn_id=self.midjourney_conn_id,
-                             mj_task_id=mj_task_id, secret=config.api_key)
-
-        def get_once() -> bytes:
-            try:
-                response = session.get(url, headers=headers, timeout=(config.timeout, config.timeout))
-                status, body = response.status_code, response.content
-                content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            except Exception as err:
-                import requests
-
-                if isinstance(err, requests.RequestException):
-                    raise _requests_failure(ctx, err) from None
-                raise
-            if status in (401, 403, 429) or status >= 500:
-                interpret_response("download", status, response.headers, body, route=parts.path,
-                                   conn_id=ctx.conn_id, mj_task_id=mj_task_id, secret=config.api_key)
-            if status == 404:
-                raise MidjourneyNotFoundError(
-                    f"The image is gone (HTTP 404 for {_safe_url(url)}): image URLs of some servers expire; "
-                    "fetch the task again for a fresh imageUrl.", http_status=404, mj_task_id=mj_task_id,
-                )
-            if not 200 <= status < 300:
-                raise MidjourneyServerError(f"The image download failed (HTTP {status} for {_safe_url(url)}).",
-                                            http_status=status, mj_task_id=mj_task_id)
-            if not body:
-                raise MidjourneyServerError(f"The image at {_safe_url(url)} is empty.", http_status=status,
-                                            mj_task_id=mj_task_id)
-            if content_type in ("text/html", "application/json") or body.lstrip()[:1] in (b"<", b"{"):
-                raise MidjourneyServerError(
-                    f"The image URL {_safe_url(url)} answered {content_type or 'text'} instead of an image: "
-                    f"{body_snippet(body, ctx)!r}.", http_status=status, mj_task_id=mj_task_id,
-                )
-            return body
-
-        policy = retrying(config, is_submit=False, what="Image download", log=self.log, sleep=self._sleep)
-        return policy(get_once)
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its query string (signed CDN URLs carry tokens there)."""
-    parts = urlsplit(url)
-    shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
-    return shown if len(shown) <= 120 else shown[:119] + "\u2026"
