@@ -76,7 +76,7 @@ def mj_every_operator():
 
     # [START action]
     upscale = MidjourneyActionOperator(task_id="upscale", mj_task_id=imagine.output, button="U2")
-    zoom = MidjourneyActionOperator(  # noqa: F841 (shown in the docs)
+    MidjourneyActionOperator(
         task_id="zoom",
         mj_task_id=upscale.output,
         button="Custom Zoom",
