@@ -147,24 +147,26 @@ def _text_size(text: str, scale: int) -> tuple[int, int]:
 
 def _draw_text(canvas: list[bytearray], x0: int, y0: int, text: str, scale: int,
                color: tuple[int, int, int], alpha: float = 1.0) -> None:
-    """Write ``text`` with its top-left corner at (x0, y0); pixels outside the canvas are skipped."""
+    """Write ``text`` with its top-left corner at (x0, y0); pixels outside the canvas are skipped.
+
+    Each lit glyph pixel is a ``scale`` x ``scale`` square, written a row slice at a time.
+    """
     height, width = len(canvas), len(canvas[0]) // 3 if canvas else 0
+    solid = bytes(color)
     for i, ch in enumerate(text):
         for gy, row in enumerate(_FONT.get(ch, ())):
             for gx, on in enumerate(row):
-                if not on:
+                left = x0 + (i * 6 + gx) * scale
+                xa, xb = max(0, left), min(width, left + scale)
+                if not on or xb <= xa:
                     continue
-                for dy in range(scale):
-                    y = y0 + gy * scale + dy
-                    if not 0 <= y < height:
-                        continue
+                for y in range(max(0, y0 + gy * scale), min(height, y0 + (gy + 1) * scale)):
                     line = canvas[y]
-                    for dx in range(scale):
-                        x = x0 + (i * 6 + gx) * scale + dx
-                        if 0 <= x < width:
-                            for c in range(3):
-                                old = line[3 * x + c]
-                                line[3 * x + c] = round(old + (color[c] - old) * alpha)
+                    if alpha >= 1.0:
+                        line[3 * xa:3 * xb] = solid * (xb - xa)
+                    else:
+                        under = line[3 * xa:3 * xb]
+                        line[3 * xa:3 * xb] = bytes(int(u + (c - u) * alpha) for u, c in zip(under, solid * (xb - xa)))
 
 
 def _fill(canvas: list[bytearray], x0: int, y0: int, x1: int, y1: int, color: bytes) -> None:
@@ -244,14 +246,15 @@ def _picture(seed: str, width: int, height: int, percent: int | None) -> list[by
     frame = max(1, min(width, height) // 60)
     scale = max(1, min(width, height) // 80)
     scene = _Scene(seed)
-    canvas = [bytearray(row) for row in scene.rows(width, height, block=max(1, min(width, height) // 80))]
-    if percent is not None:
+    if percent is None:
+        canvas = [bytearray(row) for row in scene.rows(width, height, block=max(1, min(width, height) // 80))]
+    else:
         # What Midjourney shows while it works: a coarse picture that grows down the image.
         coarse = scene.rows(width, height, block=max(2, min(width, height) // 16))
         shown = round(height * percent / 100)
         stripe = (b"\x3a\x3a\x40" * 6 + b"\x30\x30\x36" * 6) * (width // 12 + 2)
-        for y in range(height):
-            canvas[y][:] = coarse[y] if y < shown else stripe[3 * (y % 12):3 * (y % 12) + 3 * width]
+        canvas = [bytearray(coarse[y] if y < shown else stripe[3 * (y % 12):3 * (y % 12) + 3 * width])
+                  for y in range(height)]
         label = f"{percent}%"
         tw, th = _text_size(label, 2 * scale)
         x0, y0 = (width - tw) // 2, (height - th) // 2
