@@ -20,6 +20,7 @@ from airflow_provider_mj.models import TaskOutcome
 from . import engine as eng
 from .engine import Accepted, Common, Engine, SubmitError, dumps
 from .faults import FaultInjector, apply_faults, install_log_filter
+from . import images
 from .images import ImageCache
 from .notify import Notifier
 from .settings import EmulatorSettings
@@ -314,11 +315,18 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
 
     # -- images ---------------------------------------------------------------------------------
     @app.get("/images/{name}", tags=["images"])
-    async def image(name: str) -> Response:
-        data = state.images.get(name)
+    async def image(name: str, format: str | None = None) -> Response:  # noqa: A002 - the CDN's query name
+        """An image by name; ``?format=webp|png|jpeg`` serves that format whatever the extension says."""
+        if format is not None and format.lower() not in images.FORMATS:
+            return Response(b"format must be png, webp or jpeg", status_code=400, media_type="text/plain")
+        try:
+            data = state.images.get(name, format.lower() if format else None)
+        except images.FormatUnavailable as err:
+            return Response(str(err).encode(), status_code=501, media_type="text/plain")
         if data is None:
             return Response(b"image not found", status_code=404, media_type="text/plain")
-        return Response(data, media_type="image/png", headers={"cache-control": "public, max-age=86400"})
+        fmt = images.FORMATS[format.lower()][0] if format else images.format_of(name)
+        return Response(data, media_type=images.FORMATS[fmt][1], headers={"cache-control": "public, max-age=86400"})
 
     # -- the emulator's own routes (no key, no faults) ------------------------------------------
     test_router = APIRouter(prefix="/_emulator", tags=["emulator"])

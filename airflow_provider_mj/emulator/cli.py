@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-ttl-seconds", type=float, default=d.task_ttl_seconds, help="forget tasks older than this")
     p.add_argument("--max-tasks", type=int, default=d.max_tasks, help="keep at most this many tasks (oldest evicted)")
     p.add_argument("--image-size", type=int, default=d.image_size, help="long side of one image, pixels")
-    p.add_argument("--image-cache-bytes", type=int, default=d.image_cache_bytes, help="bound of the PNG cache")
+    p.add_argument("--image-cache-bytes", type=int, default=d.image_cache_bytes, help="bound of the image cache")
+    p.add_argument("--image-format", choices=("png", "webp", "jpeg"), default=d.image_format,
+                   help="format of the images tasks link to (webp and jpeg need Pillow)")
     p.add_argument("--public-base-url", default=None, help="base of imageUrl links (default: each request's)")
     p.add_argument("--seed", type=int, default=f.seed, help="seed of the fault streams")
     for kind, help_text in (("rate-limit", "HTTP 429 + Retry-After"), ("server-error", "HTTP 500/503"),
@@ -85,7 +87,8 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         progress_steps=args.progress_steps, concurrency=args.concurrency, queue_limit=args.queue_limit,
         banned_words=banned, fail_words=tuple(args.fail_words or DEFAULT_FAIL_WORDS),
         task_ttl_seconds=args.task_ttl_seconds, max_tasks=args.max_tasks, image_size=args.image_size,
-        image_cache_bytes=args.image_cache_bytes, public_base_url=args.public_base_url,
+        image_cache_bytes=args.image_cache_bytes, image_format=args.image_format,
+        public_base_url=args.public_base_url,
         host=args.host, port=args.port, faults=faults,
     )
 

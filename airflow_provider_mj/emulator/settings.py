@@ -91,7 +91,9 @@ class EmulatorSettings:
     :param task_ttl_seconds: tasks older than this are forgotten (fetch then says not found).
     :param max_tasks: at most this many tasks are kept; the oldest are forgotten first.
     :param image_size: long side, in pixels, of one image (an upscale); a grid is twice as large.
-    :param image_cache_bytes: bound of the cache of generated PNGs (they are re-made on demand).
+    :param image_cache_bytes: bound of the cache of generated images (they are re-made on demand).
+    :param image_format: the format of the images tasks link to: ``png``, or ``webp`` / ``jpeg``
+        (those need Pillow). Any image also answers ``?format=`` whatever its link says.
     :param public_base_url: base of the ``imageUrl`` links; default: the base URL of each request.
     :param host: interface to bind (CLI and ``start_emulator``).
     :param port: port to bind; 0 picks a free one.
@@ -115,6 +117,7 @@ class EmulatorSettings:
     max_tasks: int = 10_000
     image_size: int = 240
     image_cache_bytes: int = 16 * 1024 * 1024
+    image_format: str = "png"
     public_base_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -146,6 +149,8 @@ class EmulatorSettings:
             raise ValueError("max_tasks must be >= 1")
         if not 16 <= self.image_size <= 1024:
             raise ValueError("image_size must be in 16..1024")
+        if self.image_format not in ("png", "webp", "jpeg"):
+            raise ValueError("image_format must be png, webp or jpeg")
         if self.public_base_url:
             object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
         if self.api_key == "":
