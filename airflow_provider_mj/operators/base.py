@@ -29,7 +29,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_mj.common import CUSTOM_IDS_XCOM_KEY, DEFAULT_CONN_ID, MJ_TASK_ID_XCOM_KEY
 from airflow_provider_mj.exceptions import MidjourneyServerError, MidjourneyTimeoutError, MidjourneyValidationError
 from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
-from airflow_provider_mj.links import MidjourneyImageLink, push_image_url
+from airflow_provider_mj.links import MidjourneyImageLink, declare_image_url, push_image_url
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
 from airflow_provider_mj.operators.job_state import MidjourneyJobState, fingerprint
 from airflow_provider_mj.triggers.midjourney import DEFAULT_MAX_WAIT, MidjourneyTaskTrigger, task_from_event
@@ -164,6 +164,7 @@ class BaseMidjourneySubmitOperator(MidjourneyHookMixin, BaseOperator):
         context["ti"].xcom_push(key=MJ_TASK_ID_XCOM_KEY, value=mj_task_id)
 
     def execute(self, context: Context) -> Any:
+        declare_image_url(context["ti"])
         self.validate()
         self._request = fingerprint({"endpoint": self.endpoint, **self.request_inputs()})
         self._job_state = MidjourneyJobState(context, self.log, enabled=self.durable)

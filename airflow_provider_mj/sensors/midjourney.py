@@ -15,7 +15,7 @@ from airflow_provider_mj.common import CUSTOM_IDS_XCOM_KEY, DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import MidjourneyNotFoundError, MidjourneyTimeoutError
 from airflow_provider_mj.inputs import as_mj_task_id
 from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
-from airflow_provider_mj.links import MidjourneyImageLink, push_image_url
+from airflow_provider_mj.links import MidjourneyImageLink, declare_image_url, push_image_url
 from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, task_outcome
 from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger, task_failed_error, task_from_event
 
@@ -101,6 +101,7 @@ class MidjourneyTaskSensor(MidjourneyHookMixin, BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, task))
 
     def execute(self, context: Context) -> Any:
+        declare_image_url(context["ti"])
         if not self.deferrable:
             return super().execute(context)
         # One poke first: a finished task needs no trigger.

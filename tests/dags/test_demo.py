@@ -22,12 +22,6 @@ DEMO = REPO_ROOT / "scripts" / "demo.py"
 #: structlog's console lines (``2026-01-01T10:00:00.000000Z [warning  ] ...``) and plain logging's.
 LOUD_LINE = re.compile(r"\[(warning|error|critical|exception)\s*\]|^(WARNING|ERROR|CRITICAL)\b|^Traceback ", re.I)
 
-# PENDING (provider fix by another developer, the real-world faults issue): the operator's
-# "Midjourney image" link reads the XCom `mj_image_url` while the task is deferred, before any image
-# exists, and Airflow's client logs each miss as `[error] XCom not found ... key=mj_image_url`.
-# This is the one allowance: exactly that message, for exactly that key. Remove it with the fix.
-PENDING_OPERATOR_LINK_LINE = re.compile(r"\[error\s*\] XCom not found .*key='mj_image_url'")
-
 
 def loud_lines(log_text: str) -> list[str]:
     """The lines of a log at warning level or above (tracebacks included)."""
@@ -66,9 +60,7 @@ def test_the_flagship_dag_log_has_no_warning_or_error_in_a_clean_run(demo_run):
     assert "[DAG TEST] running trigger in line" in log_text  # it is the run's log, not an empty file
 
     loud = loud_lines(log_text)
-    unexpected = [line for line in loud if not PENDING_OPERATOR_LINK_LINE.search(line)]
-
-    assert unexpected == [], "\n".join(unexpected)
+    assert loud == [], "\n".join(loud)
 
 
 def test_the_log_check_catches_warning_and_error_lines():
@@ -84,4 +76,3 @@ def test_the_log_check_catches_warning_and_error_lines():
     )
 
     assert len(loud_lines(sample)) == 4
-    assert not PENDING_OPERATOR_LINK_LINE.search(sample.splitlines()[2])
