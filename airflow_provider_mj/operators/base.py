@@ -209,6 +209,7 @@ class BaseMidjourneySubmitOperator(MidjourneyHookMixin, BaseOperator):
                     visible_by=self._job_state.visible_by,
                 ),
                 method_name="execute_complete",
+                timeout=self.deferral_timeout(context),
             )
         shown: list[str] = []
 

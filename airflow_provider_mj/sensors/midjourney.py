@@ -117,6 +117,7 @@ class MidjourneyTaskSensor(MidjourneyHookMixin, BaseSensorOperator):
                 visible_by=self._visible_by(context),
             ),
             method_name="execute_complete",
+            timeout=self.deferral_timeout(context),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

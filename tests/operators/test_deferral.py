@@ -3,6 +3,9 @@ triggerer, and a deferral logs no error. Real DAG runs (``dag.test()``) against 
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
 
 from airflow_provider_mj.operators import MidjourneyImagineOperator
@@ -37,3 +40,50 @@ def test_a_deferred_sensor_logs_no_error_when_nothing_went_wrong(request, mj_con
     assert {k: ti.state for k, ti in task_instances(dr).items()} == {"submit": "success", "wait": "success"}
     assert "Pausing task as DEFERRED" in logs, "the sensor must have deferred for this test to mean anything"
     assert "XCom not found" not in logs
+
+
+def _record_deferrals(monkeypatch) -> list:
+    """The DeferTask messages the task runner sends (what the API server stores as the TI's
+    trigger_timeout, which the scheduler enforces; ``dag.test()`` itself runs triggers to the end)."""
+    from airflow.sdk.execution_time import supervisor
+    from airflow.sdk.execution_time.comms import DeferTask
+
+    sent: list = []
+    real = supervisor.run_task_in_process
+
+    def recording(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if isinstance(result.msg, DeferTask):
+            sent.append(result.msg)
+        return result
+
+    monkeypatch.setattr(supervisor, "run_task_in_process", recording)
+    return sent
+
+
+@pytest.mark.parametrize("execution_timeout", [timedelta(minutes=10), None], ids=["set", "unset"])
+def test_execution_timeout_holds_while_deferred(request, mj_connection, run_dag, monkeypatch, execution_timeout):
+    from airflow_provider_mj.sensors import MidjourneyTaskSensor
+
+    deferrals = _record_deferrals(monkeypatch)
+    mj_connection.configure(job_seconds=6.0)  # long enough for the sensor's first poke to see it running
+    with make_dag(unique_dag_id(request)) as dag:
+        submit = MidjourneyImagineOperator(task_id="imagine", prompt="a quiet harbour", deferrable=True,
+                                           timeout=3600, execution_timeout=execution_timeout, **FAST)
+        again = MidjourneyImagineOperator(task_id="again", prompt="a loud harbour", wait_for_completion=False)
+        submit >> again >> MidjourneyTaskSensor(task_id="wait", mj_task_id=again.output, deferrable=True,
+                                                poke_interval=0.1, timeout=3600,
+                                                execution_timeout=execution_timeout)
+    dr = run_dag(dag)
+
+    assert {k: ti.state for k, ti in task_instances(dr).items()} == {
+        "imagine": "success", "again": "success", "wait": "success"}
+    assert len(deferrals) == 2  # the operator and the sensor
+    for msg in deferrals:
+        if execution_timeout is None:
+            assert msg.trigger_timeout is None
+        else:
+            # What is left of the try's execution_timeout when it deferred.
+            assert timedelta(minutes=9) < msg.trigger_timeout <= execution_timeout
+        # The job's own timeout stays the trigger's deadline, alongside.
+        assert 3500 < msg.trigger_kwargs["deadline"] - time.time() <= 3600
