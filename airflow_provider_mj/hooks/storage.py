@@ -318,6 +318,7 @@ class _UploadWriter(ImageWriter):
         discard = getattr(self._handle, "discard", None)
         if discard is not None:
             discard()  # fsspec's buffered files: abort the multipart upload, PUT nothing
+            self._handle.closed = True  # so that nothing flushes it later (garbage collection)
         else:  # pragma: no cover - a writer without discard commits on close: remove the object
             self._handle.close()
             self.final.fs.rm(self.final.path)
