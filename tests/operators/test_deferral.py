@@ -30,6 +30,7 @@ def test_a_run_logs_no_error_when_nothing_went_wrong(request, mj_connection, run
 def test_a_deferred_sensor_logs_no_error_when_nothing_went_wrong(request, mj_connection, run_dag, capfd):
     from airflow_provider_mj.sensors import MidjourneyTaskSensor
 
+    mj_connection.configure(job_seconds=6.0)  # still running at the sensor's first poke, even under load
     with make_dag(unique_dag_id(request)) as dag:
         submit = MidjourneyImagineOperator(task_id="submit", prompt="a quiet harbour", wait_for_completion=False)
         submit >> MidjourneyTaskSensor(task_id="wait", mj_task_id=submit.output, deferrable=True,
