@@ -377,6 +377,16 @@ def to_data_urls(
     :param min_count: the fewest images accepted.
     :param max_count: the most images accepted, if limited.
     """
+    items = check_image_count(images, field=field, min_count=min_count, max_count=max_count)
+    return [to_data_url(item, field=f"{field}[{i}]") for i, item in enumerate(items)]
+
+
+def check_image_count(images: Any, *, field: str = "images", min_count: int = 0,
+                      max_count: int | None = None) -> list[Any]:
+    """Check that ``images`` is a list of ``min_count`` to ``max_count`` items; return it as a list.
+
+    Only the count and the shape are checked (no file is read), so operators call it first thing.
+    """
     if images is None:
         images = []
     if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)) or not isinstance(images, Iterable):
@@ -385,7 +395,7 @@ def to_data_urls(
     if len(items) < min_count or (max_count is not None and len(items) > max_count):
         bounds = f"{min_count} to {max_count}" if max_count is not None else f"at least {min_count}"
         raise _fail(f"{field} has {len(items)} image(s); this endpoint takes {bounds}.")
-    return [to_data_url(item, field=f"{field}[{i}]") for i, item in enumerate(items)]
+    return items
 
 
 __all__ = [
@@ -398,6 +408,7 @@ __all__ = [
     "MAX_PROMPT_LENGTH",
     "MAX_STATE_LENGTH",
     "MIN_BLEND_IMAGES",
+    "check_image_count",
     "is_data_url",
     "parse_data_url",
     "sniff_image_type",

@@ -64,8 +64,8 @@ _COMMON_PARAMS_DOC = """
         modes and across deferral; past it the task fails with ``MidjourneyTimeoutError``
         (retried by Airflow's ``retries``; a retry re-attaches to the same job with a fresh
         ``timeout``). None: 24 hours.
-    :param durable: re-attach to the job an earlier try of this task instance submitted (Airflow
-        3.3 ``task_state_store``) instead of submitting again (default True). See
+    :param durable: re-attach to the job an earlier try of this task instance submitted (Airflow's
+        ``task_state_store``) instead of submitting again (default True). See
         :class:`~airflow_provider_mj.operators.job_state.MidjourneyJobState`.
 """
 

@@ -44,7 +44,7 @@ class MidjourneyJobState:
     """Exactly-once groundwork: the submitted job, remembered in Airflow's durable task state.
 
     After a submit is accepted, ``{"mj_task_id": ..., "request": <digest of the inputs>}`` is
-    written to ``context["task_state_store"]`` (Airflow 3.3+) under :attr:`KEY`, before any
+    written to ``context["task_state_store"]`` under :attr:`KEY`, before any
     waiting. That store survives retries and deferral, so when a later try of the same task
     instance starts, :meth:`recall` finds the job and the operator re-attaches to it instead of
     paying for a second one:
@@ -52,7 +52,8 @@ class MidjourneyJobState:
     * job still running (or waiting in MODAL) or SUCCESS -> re-attach;
     * job FAILURE/CANCEL, unknown to the server, or submitted with other inputs -> submit again.
 
-    Without a ``task_state_store`` (Airflow < 3.3) a warning is logged and every try submits.
+    With ``enabled=False`` (the operators' ``durable=False``) nothing is stored or read: every
+    try submits.
     """
 
     KEY = "mj_job"
@@ -61,12 +62,7 @@ class MidjourneyJobState:
         self.log = log
         #: Until when (epoch seconds) "no such task" means the job is not visible yet.
         self.visible_by: float | None = None
-        self._store = context.get("task_state_store") if enabled else None  # type: ignore[union-attr]
-        if enabled and self._store is None:
-            log.warning(
-                "task_state_store is not available (Airflow < 3.3): if this try fails after the "
-                "Midjourney job is accepted, the next try submits a new job instead of re-attaching."
-            )
+        self._store = context["task_state_store"] if enabled else None
 
     def recall(self, hook: MidjourneyHook, request: str) -> MidjourneyTask | None:
         """The job an earlier try submitted with the same inputs, if it is worth re-attaching to."""

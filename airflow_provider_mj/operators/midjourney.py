@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_mj import code21
+from airflow_provider_mj import code21, inputs
 from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import MidjourneyModalRequiredError, MidjourneyValidationError
 from airflow_provider_mj.inputs import as_mj_task_id
@@ -241,6 +241,10 @@ class MidjourneyBlendOperator(BaseMidjourneyNewJobOperator):
         self.images = images
         self.dimensions = dimensions
 
+    def validate(self) -> None:
+        # Before anything else, the retry's re-attach lookup included: 2 to 5 images.
+        inputs.check_image_count(self.images, min_count=inputs.MIN_BLEND_IMAGES, max_count=inputs.MAX_BLEND_IMAGES)
+
     def request_inputs(self) -> dict[str, Any]:
         return {"images": self.images, "dimensions": self.dimensions, **self.account_inputs()}
 
@@ -362,8 +366,9 @@ class MidjourneyShortenOperator(BaseMidjourneyNewJobOperator):
 class MidjourneyListTasksOperator(MidjourneyHookMixin, BaseOperator):
     """Read several tasks in one request (``/mj/task/list-by-condition``).
 
-    Returns a list of task dicts (``MidjourneyTask.to_dict()``); ids the server does not know are
-    left out, and the order is the server's.
+    Returns a list of task dicts (``MidjourneyTask.to_dict()``) in the order of ``mj_task_ids``
+    (servers answer in any order; the hook puts them back in yours); ids the server does not know
+    are left out.
 
     :param mj_task_ids: the task ids, or task dicts (e.g. the outputs of mapped submit
         operators). Templated.

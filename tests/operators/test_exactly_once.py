@@ -91,11 +91,3 @@ def test_a_job_the_server_forgot_is_submitted_again(hook):
 def test_a_job_submitted_with_other_inputs_is_not_reattached(hook):
     job = hook.imagine("yesterday's prompt")
     assert _state(FakeStore({"mj_task_id": job.mj_task_id, "request": "old"})).recall(hook, "new") is None
-
-
-def test_without_task_state_store_it_warns_and_always_submits(hook, caplog):
-    with caplog.at_level(logging.WARNING, logger="test"):
-        state = MidjourneyJobState({}, logging.getLogger("test"))
-    assert "task_state_store is not available" in caplog.text
-    state.remember("1320098173412546", "req")  # a no-op, not an error
-    assert state.recall(hook, "req") is None
