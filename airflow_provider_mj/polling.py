@@ -51,6 +51,8 @@ from airflow_provider_mj.exceptions import (
     MidjourneyNotFoundError,
     MidjourneyRateLimitError,
 )
+from airflow_provider_mj.hooks.replies import TaskReading
+from airflow_provider_mj.inputs import validate_mj_task_id
 from airflow_provider_mj.visibility import not_visible_yet
 
 if TYPE_CHECKING:
@@ -100,38 +102,41 @@ class ProgressThrottle:
 
 
 class _Subscription:
-    """One waiting trigger: the latest task (or error) the poller saw for its id, and what it wants."""
+    """One waiting trigger: the latest reading (or error) it should see, and what it wants to see."""
 
-    __slots__ = ("mj_task_id", "_event", "_value", "_throttle")
+    __slots__ = ("mj_task_id", "_event", "_value", "_throttle", "_last_raw")
 
     def __init__(self, mj_task_id: str, throttle: ProgressThrottle | None) -> None:
         self.mj_task_id = mj_task_id
         self._event = asyncio.Event()
-        self._value: MidjourneyTask | BaseException | None = None
+        self._value: TaskReading | BaseException | None = None
         self._throttle = throttle
+        self._last_raw: bytes | None = None
 
-    def deliver(self, value: MidjourneyTask | BaseException, now: float) -> None:
+    def deliver(self, value: TaskReading | BaseException, now: float) -> None:
         # Wake the waiter only for what it will use: most polls of a long job bring nothing it
-        # shows, and a thousand wake-ups per interval for nothing is the triggerer's CPU.
+        # shows, and a thousand wake-ups (and task models) per interval for nothing is the
+        # triggerer's CPU. Without a throttle: only for a reading that differs from the last.
         if not isinstance(value, BaseException):
-            last = self._value
             throttle = self._throttle
             if throttle is not None:
                 if not throttle.wants(value.raw_status, value.progress, now):
                     return
-            elif isinstance(last, type(value)) and value.raw and value.raw == last.raw:
-                return
+            elif value.raw is not None:
+                if value.raw == self._last_raw:
+                    return
+                self._last_raw = value.raw
         self._value = value
         self._event.set()
 
     async def next(self) -> MidjourneyTask:
         await self._event.wait()
         self._event.clear()
-        value = self._value
+        value, self._value = self._value, None  # hold nothing while waiting for the next one
         if isinstance(value, BaseException):
             raise value
         assert value is not None
-        return value
+        return value.task()
 
 
 class TaskPoller:
@@ -185,6 +190,8 @@ class TaskPoller:
         caller records what it shows with :meth:`~ProgressThrottle.shown`). Errors always are.
         Leaving the loop (``break``, ``return``, cancellation) unsubscribes at once.
         """
+        # Validated once here, so the poller's batch calls need not check every id every interval.
+        mj_task_id = validate_mj_task_id(mj_task_id)
         sub = _Subscription(mj_task_id, throttle)
         self._subscribers.setdefault(mj_task_id, set()).add(sub)
         self._ensure_running()
@@ -240,12 +247,12 @@ class TaskPoller:
     async def _tick(self) -> None:
         self.stats["ticks"] += 1
         ids = list(self._subscribers)
-        found: dict[str, MidjourneyTask] = {}
+        found: dict[str, TaskReading] = {}
         if asyncio.get_running_loop().time() >= self._batch_after:
             for start in range(0, len(ids), MAX_IDS_PER_CALL):
                 chunk = ids[start : start + MAX_IDS_PER_CALL]
                 try:
-                    tasks = await self.hook.alist_tasks(chunk, retry=False)
+                    readings = await self.hook.alist_task_readings(chunk, retry=False)
                     self.stats["batch_calls"] += 1
                 except MidjourneyAuthError as err:  # a refused key fails every route: say so, once
                     self._fail_or_wait(chunk, err)
@@ -253,14 +260,14 @@ class TaskPoller:
                 except Exception as err:  # noqa: BLE001 - whatever the batch did, fetch still works
                     self._batch_failed(err)
                     break
-                for task in tasks:
-                    found[task.id] = task
+                for reading in readings:
+                    found[reading.id] = reading
         missing = [i for i in ids if i not in found]
         for mj_task_id in missing:
             if mj_task_id not in self._subscribers:
                 continue
             try:
-                found[mj_task_id] = await self.hook.afetch_task(mj_task_id)
+                found[mj_task_id] = TaskReading.of_task(await self.hook.afetch_task(mj_task_id))
                 self.stats["single_fetches"] += 1
             except MidjourneyRateLimitError as err:
                 self._fail_or_wait([mj_task_id], err)
@@ -268,9 +275,9 @@ class TaskPoller:
             except MidjourneyError as err:
                 self._fail_or_wait([mj_task_id], err)
         now = asyncio.get_running_loop().time()
-        for mj_task_id, task in found.items():
+        for mj_task_id, reading in found.items():
             for sub in list(self._subscribers.get(mj_task_id, ())):
-                sub.deliver(task, now)
+                sub.deliver(reading, now)
 
     def _batch_failed(self, err: BaseException) -> None:
         self.stats["batch_failures"] += 1

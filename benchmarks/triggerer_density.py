@@ -4,8 +4,14 @@ N triggers run in one event loop, their ``run()`` async generators as asyncio ta
 triggerer runs them), in a process of their own; the emulator runs in another process
 (``--concurrency 100000 --queue-limit 100000``), so the measured process holds only triggers.
 Each trigger waits on its own job, which lasts ``--job-seconds``; polls are every
-``--poll-interval`` seconds. Three modes, run one after the other against the same emulator,
-interleaved per size:
+``--poll-interval`` seconds. Two servers, the same emulator reconfigured between them:
+
+* ``calm``: the emulator's default, progress in three steps (most polls read nothing new);
+* ``chatty``: ``chatty=True``, as real relays behave: progress moves on nearly every read and an
+  IN_PROGRESS preview URL carries a new cache-busting query string on every read (plus
+  ``--status-lag-seconds`` of lag, 0 by default).
+
+Three modes per server and size, run one after the other against the same emulator, interleaved:
 
 * ``coalesced``: ``MidjourneyTaskTrigger`` (default): one shared poller per connection,
   ``list-by-condition`` for all waiting tasks each interval;
@@ -15,11 +21,11 @@ interleaved per size:
   provider), waiting on the emulator's ``GET /_emulator/task/{id}/done``, which answers 404 until
   the job is finished.
 
-Figures, per mode and size:
+Figures, per server, mode and size:
 
 * CPU per task-poll: process CPU time of the trigger process from the start of the triggers to
   the last event, divided by the number of task polls (a task read: one fetch, one id of a batch
-  call, or one HTTP request of the baseline);
+  call, or one HTTP request of the baseline); and the total CPU of that wait;
 * RSS per waiting trigger: RSS delta / N once every trigger has made its first poll; with
   tracemalloc as well (in a separate run, since tracing slows everything down);
 * p95 poll lateness: how late each poll started against its schedule (the provider's loops keep
@@ -27,18 +33,23 @@ Figures, per mode and size:
   so its schedule is the previous reply + interval);
 * HTTP requests per interval, from the emulator's counters.
 
-    .venv/bin/python benchmarks/triggerer_density.py            # 100 and 1,000 triggers, 60 s jobs (~6 min)
-    .venv/bin/python benchmarks/triggerer_density.py --quick    # smoke run, ~15 s
+``--profile`` also runs the coalesced triggers of each server at the largest size under
+cProfile and prints where their CPU goes (by area, then the top functions).
 
-Targets: CPU per task-poll >= 3x lower than the baseline with per-task polling and >= 10x lower
-with coalescing at 1,000 triggers; RSS per waiting trigger <= 50 KB; p95 poll lateness < 0.5 s;
-at 100 triggers >= 10x fewer HTTP requests than one request per task per interval.
+    .venv/bin/python benchmarks/triggerer_density.py            # calm and chatty, 500 and 1,000 triggers (~8 min)
+    .venv/bin/python benchmarks/triggerer_density.py --profile  # the same, plus the profiles
+    .venv/bin/python benchmarks/triggerer_density.py --quick    # smoke run, ~30 s
+
+Targets (coalesced, at 500 and 1,000 triggers): CPU per task-poll >= 25x lower than the baseline
+with the chatty server and >= 40x with the calm one; RSS per waiting trigger <= 10 KB; p95 poll
+lateness < 0.2 s at 1,000; at most one HTTP request per interval per 500 waiting ids.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -130,7 +141,7 @@ def child(args: argparse.Namespace) -> None:
 
             HttpAsyncHook.run = run
         else:
-            real_fetch, real_list = MidjourneyHook.afetch_task, MidjourneyHook.alist_tasks
+            real_fetch, real_list = MidjourneyHook.afetch_task, MidjourneyHook.alist_task_readings
 
             async def afetch_task(self, mj_task_id):
                 starts[mj_task_id].append(loop.time())
@@ -139,17 +150,17 @@ def child(args: argparse.Namespace) -> None:
                 finally:
                     finished(mj_task_id)
 
-            async def alist_tasks(self, mj_task_ids):
+            async def alist_task_readings(self, mj_task_ids, **kw):
                 chunk, now = list(mj_task_ids), loop.time()
                 for key in chunk:
                     starts[key].append(now)
                 try:
-                    return await real_list(self, chunk)
+                    return await real_list(self, chunk, **kw)
                 finally:
                     for key in chunk:
                         finished(key)
 
-            MidjourneyHook.afetch_task, MidjourneyHook.alist_tasks = afetch_task, alist_tasks
+            MidjourneyHook.afetch_task, MidjourneyHook.alist_task_readings = afetch_task, alist_task_readings
 
         def make(key: str):
             if mode == "baseline":
@@ -199,6 +210,8 @@ def child(args: argparse.Namespace) -> None:
                 late.append(max(0.0, s[k] - scheduled))
         ok = sum(1 for p in events.values() if p is True or (isinstance(p, dict) and p.get("status") == "success"))
         result.update({
+            # Poll rounds: the most reads of any one task (one per interval for each of them).
+            "rounds": max(map(len, starts.values()), default=0),
             "cpu_seconds": cpu1 - cpu0, "polls": polls, "cpu_per_poll": (cpu1 - cpu0) / max(1, polls),
             "cpu_per_poll_steady": (cpu1 - cpu_waiting) / max(1, polls - polls_waiting),
             "wait_seconds": wall1 - wall0, "late_p95": percentile(late, 95), "late_max": max(late, default=0.0),
@@ -206,8 +219,63 @@ def child(args: argparse.Namespace) -> None:
         })
         return result
 
-    result = asyncio.run(main())
+    if args.profile_file:
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll costs nothing
+        result = profiler.runcall(asyncio.run, main())
+        profiler.dump_stats(args.profile_file)
+    else:
+        result = asyncio.run(main())
     Path(args.result_file).write_text(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the CPU goes: a cProfile run summarised by area.
+# ---------------------------------------------------------------------------------------------
+
+#: (area, what a function's file path contains), first match wins.
+AREAS = (
+    ("logging (stdlib logging, structlog)", ("/logging/", "structlog", "airflow/sdk/log", "secrets_masker")),
+    ("JSON decoding", ("/json/", "msgspec")),
+    ("task model (models.py)", ("airflow_provider_mj/models.py",)),
+    ("poller and wait (polling.py)", ("airflow_provider_mj/polling.py",)),
+    ("trigger (triggers/)", ("airflow_provider_mj/triggers/",)),
+    ("hook: replies, transport, retries", ("airflow_provider_mj/hooks/", "tenacity")),
+    ("aiohttp and yarl (HTTP client)", ("aiohttp", "yarl", "multidict")),
+    ("asyncio event loop", ("asyncio",)),
+)
+
+
+C_AREAS = (
+    ("JSON decoding", ("json", "msgspec", "scanner")),
+    ("asyncio event loop", ("epoll", "select", "_asyncio", "socket", "_ssl")),
+    ("logging (stdlib logging, structlog)", ("write", "flush", "strftime", "format")),
+)
+
+
+def profile_summary(path: str, top: int = 12) -> list[str]:
+    """Share of own (tottime) CPU by area, then the top functions, from a cProfile dump."""
+    import pstats
+
+    stats = pstats.Stats(path)
+    by_area: dict[str, float] = {}
+    rows = []
+    total = 0.0
+    for (filename, line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tottime
+        # C functions have no file: their name tells ("<method 'decode' of 'msgspec...' objects>").
+        where = name if filename == "~" else filename
+        area = next((label for label, keys in AREAS if any(k in where for k in keys)), None)
+        if area is None and filename == "~":
+            area = next((label for label, keys in C_AREAS if any(k in name for k in keys)), "other C functions")
+        area = area or "other Python"
+        by_area[area] = by_area.get(area, 0.0) + tottime
+        rows.append((tottime, f"{Path(filename).name}:{line}({name})" if filename != "~" else name))
+    lines = [f"    {share / total * 100:5.1f}%  {area}" for area, share in sorted(by_area.items(), key=lambda kv: -kv[1])]
+    lines.append("    top functions by own time:")
+    lines += [f"    {t / total * 100:5.1f}%  {where}" for t, where in sorted(rows, reverse=True)[:top]]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +283,8 @@ def child(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_one(base_url: str, mode: str, n: int, args: argparse.Namespace, *, memory_only: bool = False) -> dict:
+def run_one(base_url: str, mode: str, n: int, args: argparse.Namespace, *, memory_only: bool = False,
+            profile_file: str | None = None) -> dict:
     http_json(f"{base_url}/_emulator/reset", {})
     with tempfile.TemporaryDirectory(prefix="mj-density-") as tmp:
         files = {name: str(Path(tmp) / name) for name in ("ready", "ids", "result", "stderr")}
@@ -224,6 +293,8 @@ def run_one(base_url: str, mode: str, n: int, args: argparse.Namespace, *, memor
                "--result-file", files["result"]]
         if memory_only:
             cmd.append("--memory-only")
+        if profile_file:
+            cmd += ["--profile-file", profile_file]
         with open(files["stderr"], "w") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT,
                                     env=connection_env(base_url))
@@ -247,7 +318,7 @@ def run_one(base_url: str, mode: str, n: int, args: argparse.Namespace, *, memor
     if not memory_only:
         requests = http_json(f"{base_url}/_emulator/counters")["requests"]
         result["requests"] = sum(requests.get(route, 0) for route in POLL_ROUTES)
-        result["requests_per_interval"] = result["requests"] / (result["wait_seconds"] / args.poll_interval)
+        result["requests_per_interval"] = result["requests"] / max(1, result["rounds"])
     return result
 
 
@@ -255,20 +326,84 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+#: CPU per task-poll, baseline / coalesced, that each server must reach.
+CPU_TARGETS = {"calm": 40.0, "chatty": 25.0}
+RSS_TARGET = 10 * 1024
+LATENESS_TARGET = 0.2
+
+
+def use_server(base_url: str, server: str, args: argparse.Namespace) -> None:
+    http_json(f"{base_url}/_emulator/config", {"chatty": server == "chatty",
+                                               "status_lag_seconds": args.status_lag_seconds if server == "chatty" else 0})
+
+
+def report(results: dict, servers: list[str], sizes: list[int], modes: list[str]) -> None:
+    print()
+    print("| server | mode | triggers | CPU per task-poll | CPU of the wait | RSS per waiting trigger "
+          "| tracemalloc per trigger | p95 poll lateness | HTTP requests per interval | events ok |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for server in servers:
+        for n in sizes:
+            for mode in modes:
+                r = results[(server, mode, n)]
+                traced = r.get("traced_per_trigger")
+                traced_s = f"{traced / 1024:.1f} KB" if traced is not None else "-"
+                print(f"| {server} | {mode} | {n} | {r['cpu_per_poll'] * 1e6:.1f} us | {r['cpu_seconds']:.2f} s "
+                      f"| {r['rss_per_trigger'] / 1024:.1f} KB | {traced_s} | {r['late_p95'] * 1000:.0f} ms "
+                      f"| {r['requests_per_interval']:.1f} | {r['events_ok']}/{n} |")
+    print()
+    for server in servers:
+        for n in sizes:
+            if "baseline" in modes:
+                base = results[(server, "baseline", n)]["cpu_per_poll"]
+                if "per-task" in modes:
+                    ratio = base / results[(server, "per-task", n)]["cpu_per_poll"]
+                    print(f"{server} n={n}: CPU per task-poll, baseline / per-task: {ratio:.1f}x (target >= 3x): "
+                          f"{verdict(ratio >= 3)}")
+                if "coalesced" in modes:
+                    target = CPU_TARGETS[server]
+                    ratio = base / results[(server, "coalesced", n)]["cpu_per_poll"]
+                    print(f"{server} n={n}: CPU per task-poll, baseline / coalesced: {ratio:.1f}x "
+                          f"(target >= {target:g}x): {verdict(ratio >= target)}")
+            if "coalesced" in modes:
+                r = results[(server, "coalesced", n)]
+                print(f"{server} n={n}: coalesced RSS per waiting trigger {r['rss_per_trigger'] / 1024:.1f} KB "
+                      f"(target <= 10 KB): {verdict(r['rss_per_trigger'] <= RSS_TARGET)}")
+                traced = r.get("traced_per_trigger")
+                if traced is not None:
+                    print(f"{server} n={n}: coalesced tracemalloc per waiting trigger {traced / 1024:.1f} KB "
+                          f"(target <= 10 KB): {verdict(traced <= RSS_TARGET)}")
+                print(f"{server} n={n}: coalesced p95 poll lateness {r['late_p95'] * 1000:.0f} ms "
+                      f"(target < 200 ms at 1,000): {verdict(r['late_p95'] < LATENESS_TARGET)}")
+                allowed = math.ceil(n / 500)
+                # A tick that runs late can put two ticks in one nominal interval: allow 5% over.
+                print(f"{server} n={n}: HTTP requests per interval {r['requests_per_interval']:.2f} "
+                      f"(target <= {allowed}, one per 500 ids): {verdict(r['requests_per_interval'] <= allowed * 1.05)}")
+    failed = [key for key, r in results.items() if r["events_ok"] != key[2]]
+    if failed:
+        print(f"WARNING: not every trigger fired a success event: {failed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 triggers, 2 s jobs, 0.5 s polls")
-    parser.add_argument("--sizes", default=None, help="comma-separated trigger counts (default 100,1000)")
-    parser.add_argument("--job-seconds", type=float, default=None, help="job duration (default 60)")
-    parser.add_argument("--poll-interval", type=float, default=None, help="seconds between polls (default 3)")
+    parser.add_argument("--server", choices=("calm", "chatty", "both"), default="both",
+                        help="the emulator's behaviour: calm (default emulator), chatty (a chatty relay), or both")
+    parser.add_argument("--sizes", default=None, help="comma-separated trigger counts (default 500,1000)")
+    parser.add_argument("--job-seconds", type=float, default=None, help="job duration (default 10)")
+    parser.add_argument("--poll-interval", type=float, default=None, help="seconds between polls (default 1)")
+    parser.add_argument("--status-lag-seconds", type=float, default=0.0, help="chatty server's status lag")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the tracemalloc runs")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the coalesced triggers at the largest size, per server")
     # The measured child process.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--ready-file", help=argparse.SUPPRESS)
     parser.add_argument("--ids-file", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-file", help=argparse.SUPPRESS)
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -276,71 +411,55 @@ def main() -> None:
         return
 
     quick = args.quick
-    sizes = [int(s) for s in (args.sizes or ("50" if quick else "100,1000")).split(",")]
-    args.job_seconds = args.job_seconds or (2.0 if quick else 60.0)
-    args.poll_interval = args.poll_interval or (0.5 if quick else 3.0)
+    sizes = [int(s) for s in (args.sizes or ("50" if quick else "500,1000")).split(",")]
+    args.job_seconds = args.job_seconds or (2.0 if quick else 10.0)
+    args.poll_interval = args.poll_interval or (0.5 if quick else 1.0)
     modes = [m for m in args.modes.split(",") if m]
+    servers = ["calm", "chatty"] if args.server == "both" else [args.server]
     tracemalloc_runs = not (quick or args.no_tracemalloc)
 
     print(f"machine: {machine()}")
-    print(f"jobs of {args.job_seconds:g} s, polls every {args.poll_interval:g} s, sizes {sizes}, modes {modes}")
-    results: dict[tuple[str, int], dict] = {}
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} (1 min)")
+    print(f"jobs of {args.job_seconds:g} s, polls every {args.poll_interval:g} s, sizes {sizes}, modes {modes}, "
+          f"servers {servers}")
+    results: dict[tuple[str, str, int], dict] = {}
+    profiles: dict[str, list[str]] = {}
     with emulator_process(job_seconds=args.job_seconds) as base_url:
-        for i, n in enumerate(sizes):
-            order = modes[i % len(modes):] + modes[: i % len(modes)]  # interleave: rotate the order per size
-            for mode in order:
-                r = run_one(base_url, mode, n, args)
-                results[(mode, n)] = r
-                print(f"  {mode:<9} n={n:<5} cpu/poll {r['cpu_per_poll'] * 1e6:8.1f} us "
-                      f"(steady {r['cpu_per_poll_steady'] * 1e6:7.1f})  rss/trigger {r['rss_per_trigger'] / 1024:6.1f} KB  "
-                      f"late p95 {r['late_p95'] * 1000:6.1f} ms (max {r['late_max'] * 1000:6.1f})  "
-                      f"req/interval {r['requests_per_interval']:7.1f}  ok {r['events_ok']}/{n}", flush=True)
-        if tracemalloc_runs:
-            n = max(sizes)
-            for mode in modes:
-                r = run_one(base_url, mode, n, args, memory_only=True)
-                results[(mode, n)]["traced_per_trigger"] = r["traced_per_trigger"]
-                print(f"  {mode:<9} n={n:<5} tracemalloc/trigger {r['traced_per_trigger'] / 1024:6.1f} KB "
-                      f"(rss/trigger in that run {r['rss_per_trigger'] / 1024:6.1f} KB)", flush=True)
+        for server in servers:
+            use_server(base_url, server, args)
+            for i, n in enumerate(sizes):
+                order = modes[i % len(modes):] + modes[: i % len(modes)]  # interleave: rotate the order per size
+                for mode in order:
+                    r = run_one(base_url, mode, n, args)
+                    results[(server, mode, n)] = r
+                    print(f"  {server:<6} {mode:<9} n={n:<5} cpu/poll {r['cpu_per_poll'] * 1e6:8.1f} us "
+                          f"(steady {r['cpu_per_poll_steady'] * 1e6:7.1f})  wait cpu {r['cpu_seconds']:6.2f} s  "
+                          f"rss/trigger {r['rss_per_trigger'] / 1024:6.1f} KB  "
+                          f"late p95 {r['late_p95'] * 1000:6.1f} ms (max {r['late_max'] * 1000:6.1f})  "
+                          f"req/interval {r['requests_per_interval']:7.2f}  ok {r['events_ok']}/{n}", flush=True)
+            if tracemalloc_runs:
+                for n in sizes:
+                    for mode in modes:
+                        r = run_one(base_url, mode, n, args, memory_only=True)
+                        results[(server, mode, n)]["traced_per_trigger"] = r["traced_per_trigger"]
+                        print(f"  {server:<6} {mode:<9} n={n:<5} tracemalloc/trigger "
+                              f"{r['traced_per_trigger'] / 1024:6.1f} KB "
+                              f"(rss/trigger in that run {r['rss_per_trigger'] / 1024:6.1f} KB)", flush=True)
+            if args.profile and "coalesced" in modes:
+                with tempfile.TemporaryDirectory(prefix="mj-density-profile-") as tmp:
+                    path = str(Path(tmp) / "coalesced.prof")
+                    run_one(base_url, "coalesced", max(sizes), args, profile_file=path)
+                    profiles[server] = profile_summary(path)
 
+    report(results, servers, sizes, modes)
+    if quick:
+        print("(quick run: a smoke test of the script; its figures and verdicts mean little)")
+    for server, lines in profiles.items():
+        print()
+        print(f"profile: {server} server, coalesced, {max(sizes)} triggers (share of the trigger process's CPU):")
+        print("\n".join(lines))
     print()
-    print("| mode | triggers | CPU per task-poll | RSS per waiting trigger | tracemalloc per trigger "
-          "| p95 poll lateness | HTTP requests per interval | events ok |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for n in sizes:
-        for mode in modes:
-            r = results[(mode, n)]
-            traced = r.get("traced_per_trigger")
-            traced_s = f"{traced / 1024:.1f} KB" if traced is not None else "-"
-            print(f"| {mode} | {n} | {r['cpu_per_poll'] * 1e6:.0f} us | {r['rss_per_trigger'] / 1024:.1f} KB | {traced_s} "
-                  f"| {r['late_p95'] * 1000:.0f} ms | {r['requests_per_interval']:.1f} | {r['events_ok']}/{n} |")
-
-    print()
-    big, small = max(sizes), min(sizes)
-    if "baseline" in modes:
-        base = results[("baseline", big)]["cpu_per_poll"]
-        if "per-task" in modes:
-            ratio = base / results[("per-task", big)]["cpu_per_poll"]
-            print(f"CPU per task-poll, baseline / per-task at {big}: {ratio:.1f}x (target >= 3x): {verdict(ratio >= 3)}")
-        if "coalesced" in modes:
-            ratio = base / results[("coalesced", big)]["cpu_per_poll"]
-            print(f"CPU per task-poll, baseline / coalesced at {big}: {ratio:.1f}x (target >= 10x): {verdict(ratio >= 10)}")
-    for mode in ("per-task", "coalesced"):
-        if mode not in modes:
-            continue
-        for n in sizes:
-            r = results[(mode, n)]
-            print(f"{mode} n={n}: RSS per waiting trigger {r['rss_per_trigger'] / 1024:.1f} KB (target <= 50 KB): "
-                  f"{verdict(r['rss_per_trigger'] <= 50 * 1024)}; p95 poll lateness {r['late_p95'] * 1000:.0f} ms "
-                  f"(target < 500 ms): {verdict(r['late_p95'] < 0.5)}")
-    if "coalesced" in modes:
-        r = results[("coalesced", small)]
-        ratio = small / max(r["requests_per_interval"], 1e-9)
-        print(f"HTTP requests at {small} triggers: {r['requests_per_interval']:.1f} per interval, {ratio:.0f}x fewer "
-              f"than one per task per interval (target >= 10x): {verdict(ratio >= 10)}")
-    failed = [key for key, r in results.items() if r["events_ok"] != key[1]]
-    if failed:
-        print(f"WARNING: not every trigger fired a success event: {failed}")
+    print(f"load average after the run: {os.getloadavg()[0]:.2f} (1 min)")
 
 
 if __name__ == "__main__":

@@ -244,3 +244,47 @@ async def test_a_task_whose_preview_url_alone_changes_does_not_wake_its_waiter(m
         await hook.aclose()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("chatty", [False, True], ids=["calm", "chatty"])
+async def test_no_task_model_is_built_for_a_reading_nobody_is_woken_for(mj_connection, monkeypatch, chatty):
+    # A spy on the real parser (it still parses): every model built while waiting is counted.
+    from airflow_provider_mj.models import MidjourneyTask
+
+    built = []
+    real = MidjourneyTask.from_api.__func__
+
+    def counting(cls, data):
+        built.append(data.get("status"))
+        return real(cls, data)
+
+    monkeypatch.setattr(MidjourneyTask, "from_api", classmethod(counting))
+    mj_connection.configure(job_seconds=1.0, chatty=chatty)
+    hook = MidjourneyHook()
+    ids = _submit_many(hook, 5)
+    built.clear()
+    poller = TaskPoller.for_hook(hook, 0.02)
+    shown: list[list[str]] = [[] for _ in ids]
+
+    async def wait(n: int, mj_task_id: str) -> None:
+        await wait_for_terminal(hook, mj_task_id, poll_interval=0.02, deadline=time.time() + 20,
+                                on_progress=lambda t: shown[n].append(t.raw_status), progress_every=60)
+
+    await asyncio.gather(*(wait(n, i) for n, i in enumerate(ids)))
+    # ~50 polls of 5 tasks, but a model only for each reading a waiter was woken for.
+    assert poller.stats["ticks"] >= 10
+    assert len(built) == sum(map(len, shown)) <= 5 * 4, (built, shown)
+    await hook.aclose()
+
+
+def test_readings_fall_back_to_the_general_reader_for_other_shapes():
+    from airflow_provider_mj.hooks.replies import interpret_response
+
+    task = {"id": "1000000000000001", "status": "IN_PROGRESS", "progress": "5%"}
+    for body in (json.dumps({"code": 1, "result": [task]}).encode(),  # a wrapped list
+                 b"\xef\xbb\xbf" + json.dumps([task]).encode()):  # a byte-order mark
+        (reading,) = interpret_response("readings", 200, {}, body, route="task/list-by-condition")
+        assert (reading.id, reading.raw_status, reading.progress) == ("1000000000000001", "IN_PROGRESS", "5%")
+        assert reading.task().progress_percent == 5
+    (reading, ) = interpret_response("readings", 200, {}, json.dumps([task, None, 3]).encode(), route="x")
+    assert reading.task().id == "1000000000000001"  # items that are not objects are skipped

@@ -28,15 +28,10 @@ from .settings import EmulatorSettings
 JSON = "application/json"
 SPEED_PREFIXES = ("/mj", "/mj-fast/mj", "/mj-relax/mj", "/mj-turbo/mj")
 SUBMIT_ROUTES = ("imagine", "action", "blend", "describe", "modal", "shorten")
+#: The ``code`` of every error a relay finds itself (new-api's MjRequestError).
+RELAY_OWN_ERROR_CODE = 4
 #: Relays keep code 21 only for these buttons; any other 21 becomes 1.
 RELAY_MODAL_KINDS = frozenset({"vary_region", "custom_zoom"})
-
-
-def _relay_code(err: SubmitError) -> int | str:
-    # Interim: the names the hook reads as codes today; the integer code follows with the hook.
-    if err.relay_reason in ("prompt_is_required", "task_not_found"):
-        return err.relay_reason
-    return err.code
 
 
 class EmulatorState:
@@ -217,8 +212,10 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
         # A relay answers the errors it finds itself in its own shape; anything its upstream
         # server refused (queue full, banned prompt...) it passes through as it came.
         if state.relay and err.relay_reason is not None:
-            return Response(dumps({"description": err.description, "type": "upstream_error",
-                                   "code": _relay_code(err)}), status_code=400, media_type=JSON)
+            # new-api: code 4 (its "request error") for all of them, the reason as a name in
+            # description, followed by a space (it appends an empty "result").
+            return Response(dumps({"description": f"{err.relay_reason} ", "type": "upstream_error",
+                                   "code": RELAY_OWN_ERROR_CODE}), status_code=400, media_type=JSON)
         return Response(dumps({"code": err.code, "description": err.description, "result": None,
                                "properties": err.properties}), status_code=err.http_status, media_type=JSON)
 
@@ -286,7 +283,7 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
         job = state.engine.get(task_id)
         if job is None:
             if state.relay:
-                return error_response(eng.not_found())
+                return error_response(eng.not_found(relay_reason="task_no_found"))
             return Response(b"null", media_type=JSON)
         return Response(state.engine.task_json(job, base_url(request), state.relay), media_type=JSON)
 

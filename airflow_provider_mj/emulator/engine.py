@@ -540,7 +540,7 @@ class Engine:
     def image_seed(self, task_id: str) -> str:
         job = self.get(task_id)
         if job is None:
-            raise not_found()
+            raise not_found(relay_reason="task_no_found")
         status = self.status_of(job).status
         if not job.image_kind or status == "FAILURE":
             raise SubmitError(4, "the task has no image", http_status=400)

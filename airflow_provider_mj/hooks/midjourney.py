@@ -34,7 +34,13 @@ from airflow_provider_mj.exceptions import (
 )
 from airflow_provider_mj.hooks import downloads
 from airflow_provider_mj.hooks.connection import MidjourneyConnectionConfig, parse_connection
-from airflow_provider_mj.hooks.replies import RequestContext, interpret_response, parse_retry_after, uncertain_error
+from airflow_provider_mj.hooks.replies import (
+    RequestContext,
+    TaskReading,
+    interpret_response,
+    parse_retry_after,
+    uncertain_error,
+)
 from airflow_provider_mj.hooks.retries import short_reason
 from airflow_provider_mj.hooks.storage import SavedImage, report_lineage
 from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests inspect it from here
@@ -356,6 +362,20 @@ class MidjourneyHook(MidjourneyBaseHook):
             return []
         tasks = await self._acall("POST", "task/list-by-condition", "tasks", json_body={"ids": ids}, retry=retry)
         return self._order(tasks, ids)
+
+    async def alist_task_readings(self, mj_task_ids: list[str], *, retry: bool = True) -> list[TaskReading]:
+        """:meth:`alist_tasks` for the coalesced poller: the same request and errors, but each task
+        as a :class:`~airflow_provider_mj.hooks.replies.TaskReading` (three fields decoded, the
+        full model built only if asked), in the server's order.
+
+        :param mj_task_ids: distinct, already validated task ids (the poller validates each
+            subscriber's id once, not on every poll).
+        :param retry: as for :meth:`alist_tasks`.
+        """
+        if not mj_task_ids:
+            return []
+        return await self._acall("POST", "task/list-by-condition", "readings", json_body={"ids": mj_task_ids},
+                                 retry=retry)
 
     def image_seed(self, mj_task_id: str) -> str:
         """The seed of a task's image (``GET /mj/task/{id}/image-seed``).

@@ -8,9 +8,19 @@ language. Both dialects are read here: midjourney-proxy servers (HTTP 200 with t
 ``code``) and relays (HTTP 4xx with ``{"description", "type", "code"}``); the code tables below
 say what each code means.
 
+A relay (new-api) reports the errors it finds itself as ``{"description": "task_not_found ",
+"type": "upstream_error", "code": 4}``: an integer ``code`` (4 for all of them) and the reason as
+a snake_case name in ``description``. That name is a token, not prose, so it is read like a
+named ``code``; any other description is still never parsed.
+
 A submit whose reply cannot prove the job was refused is reported as
 :class:`~airflow_provider_mj.exceptions.MidjourneySubmitUncertainError` (see
 :func:`uncertain_error`): the transport never sends it again.
+
+Bodies are decoded with ``msgspec`` (installed with Airflow; 1.3 to 1.6x faster than ``json``
+for task replies, ``benchmarks/decode_cost.py``), falling back to ``json`` for what msgspec
+refuses (a byte-order mark, ``NaN``). The coalesced poller's list replies are read as
+:class:`TaskReading` objects: three fields decoded per task, the full model only on demand.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
+
+import msgspec
 
 from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
@@ -43,6 +55,10 @@ from airflow_provider_mj.models import MidjourneyTask, SubmitResult
 #: Relay error names (string ``code``) by the error they mean. Anything else is judged by status.
 _NAMED_CODES: dict[str, str] = {
     "task_not_found": "not_found",
+    "task_no_found": "not_found",  # new-api's spelling on fetch and image-seed
+    "midjourney_task_not_found": "not_found",
+    "task_status_not_success": "validation",
+    "bind_request_body_failed": "validation",
     "prompt_is_required": "validation",
     "quota_not_enough": "auth",
     "insufficient_user_quota": "auth",
@@ -168,11 +184,100 @@ def _decode_json(body: bytes) -> Any:
     if not body or not body.strip():
         return _NO_JSON
     try:
-        # NaN and Infinity are not JSON, though Python would read them: they read as null, so a
-        # task never carries a value an XCom backend or a JSON column would refuse.
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        pass
+    try:
+        # What msgspec refuses and json reads: a byte-order mark; NaN and Infinity, which are
+        # not JSON: they read as null, so a task never carries a value an XCom backend or a JSON
+        # column would refuse.
         return json.loads(body.decode("utf-8-sig"), parse_constant=lambda _name: None)
     except (UnicodeDecodeError, ValueError):
         return _NO_JSON
+
+
+class _Fields(msgspec.Struct):
+    """The three fields of a task the poller looks at; msgspec skips the rest without building it."""
+
+    id: Any = None
+    status: Any = None
+    progress: Any = None
+
+
+_SPLIT_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_FIELDS = msgspec.json.Decoder(_Fields)
+
+
+class TaskReading:
+    """One task as one poll read it: ``id``, ``raw_status`` and ``progress`` decoded, the rest kept raw.
+
+    A waiting trigger needs the full :class:`~airflow_provider_mj.models.MidjourneyTask` only
+    when it wakes (a status change, a due progress line, the end); :meth:`task` builds it then,
+    once. ``raw`` is the task's JSON exactly as the server sent it, so two readings with equal
+    ``raw`` are the same reading.
+    """
+
+    __slots__ = ("id", "raw_status", "progress", "raw", "_source", "_task")
+
+    def __init__(self, mj_task_id: str, raw_status: str, progress: str, raw: bytes | None,
+                 source: tuple[RequestContext, str | None] | None = None, task: MidjourneyTask | None = None) -> None:
+        self.id = mj_task_id
+        self.raw_status = raw_status
+        self.progress = progress
+        self.raw = raw
+        #: The reply's context (for blanking out the key) and base URL (for relative image URLs).
+        self._source = source
+        self._task = task
+
+    @classmethod
+    def of_task(cls, task: MidjourneyTask) -> TaskReading:
+        """A reading of an already parsed task (a single fetch)."""
+        raw = msgspec.json.encode(task.raw) if task.raw else None
+        return cls(task.id, task.raw_status, task.progress, raw, task=task)
+
+    def task(self) -> MidjourneyTask:
+        """The full task model (built on first call), exactly as the ``"tasks"`` kind reads it."""
+        if self._task is None:
+            assert self.raw is not None and self._source is not None
+            ctx, base_url = self._source
+            data = ctx.scrub_json(msgspec.json.decode(self.raw))
+            self._task = absolute_image_url(MidjourneyTask.from_api(data), base_url)
+        return self._task
+
+
+def _split_readings(body: bytes, ctx: RequestContext, base_url: str | None) -> list[TaskReading] | None:
+    """A JSON array of tasks as readings; None when the body is not one (the caller reads it fully).
+
+    The key is blanked out of the fields read here and, when it is built, of the whole task, as
+    :meth:`RequestContext.scrub_json` does for every other reply.
+    """
+    try:
+        raws = _SPLIT_LIST.decode(body)
+    except msgspec.DecodeError:
+        return None
+    source = (ctx, base_url)
+    scrub = ctx.scrub if ctx.secret else str
+    out = []
+    for raw in raws:
+        data = bytes(raw)  # a copy: a Raw would keep the whole reply alive
+        try:
+            fields = _FIELDS.decode(data)
+        except msgspec.DecodeError:  # an item that is not an object: skipped, as in "tasks"
+            continue
+        out.append(TaskReading(scrub(fields.id or ""), scrub(fields.status or ""), scrub(fields.progress or ""),
+                               data, source))
+    return out
+
+
+def _relay_reason(data: Any) -> str | None:
+    """The reason name a relay puts in ``description`` of its own errors (``"task_no_found "``)."""
+    if not isinstance(data, dict) or data.get("type") != "upstream_error":
+        return None
+    description = data.get("description")
+    if not isinstance(description, str):
+        return None
+    reason = description.strip()
+    return reason if re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", reason) else None
 
 
 def _envelope_parts(data: Any) -> tuple[Any, str, dict[str, Any]]:
@@ -363,7 +468,8 @@ def interpret_response(
     descriptions are passed through to the error text, never parsed.
 
     :param kind: ``"submit"`` (returns :class:`SubmitResult`), ``"task"`` (a
-        :class:`MidjourneyTask`), ``"tasks"`` (a list of them) or ``"seed"`` (the seed string).
+        :class:`MidjourneyTask`), ``"tasks"`` (a list of them), ``"readings"`` (the same list as
+        :class:`TaskReading` objects, for the poller) or ``"seed"`` (the seed string).
     :param status: the HTTP status code.
     :param headers: the reply headers (only ``Retry-After`` and ``Content-Type`` are read).
     :param body: the raw reply body.
@@ -375,8 +481,18 @@ def interpret_response(
     :param base_url: the connection's base URL: relative ``imageUrl`` values of tasks are
         resolved against it (see :func:`absolute_image_url`).
     """
-    ctx = RequestContext(kind=kind, route=route, conn_id=conn_id, mj_task_id=mj_task_id, prompt=prompt, secret=secret)
     body = body or b""
+    if kind == "readings":
+        if 200 <= status < 300 and body.lstrip()[:1] == b"[":
+            ctx = RequestContext(kind=kind, route=route, conn_id=conn_id, secret=secret)
+            readings = _split_readings(body, ctx, base_url)
+            if readings is not None:
+                return readings
+        # Anything else (an error, an envelope, a wrapped list) is read the one general way.
+        tasks = interpret_response("tasks", status, headers, body, route=route, conn_id=conn_id,
+                                   mj_task_id=mj_task_id, prompt=prompt, secret=secret, base_url=base_url)
+        return [TaskReading.of_task(task) for task in tasks]
+    ctx = RequestContext(kind=kind, route=route, conn_id=conn_id, mj_task_id=mj_task_id, prompt=prompt, secret=secret)
     data = _decode_json(body)
     if data is not _NO_JSON:
         data = ctx.scrub_json(data)
@@ -384,6 +500,10 @@ def interpret_response(
     if data is _NO_JSON and body.strip() and status >= 400:
         description = body_snippet(body, ctx, 120)  # plain-text error bodies (trueai's 401)
     num, meaning = _code_meaning(code)
+    reason = _relay_reason(data)
+    if reason is not None:
+        # The relay's own reason is more precise than its code, 4 for every error it finds itself.
+        meaning = _code_meaning(reason)[1] or meaning
     shown_code = num if num is not None else code
     common = {"ctx": ctx, "code": shown_code, "http_status": status, "description": description,
               "properties": properties}

@@ -308,10 +308,19 @@ def test_image_seed_codes(emu):
 
 
 def _relay_error(reply):
+    """A relay's own error (new-api): HTTP 400, integer code 4, the reason as a name in description."""
     assert reply.status_code == 400, (reply.status_code, reply.text)
     body = reply.json()
-    assert body["type"] == "upstream_error" and body["description"]
-    return body["code"]
+    assert body["type"] == "upstream_error" and body["code"] == 4, body
+    return body["description"].strip()
+
+
+def test_relay_refuses_an_action_on_an_unfinished_parent_itself(relay_emu):
+    relay_emu.configure(job_seconds=30)
+    r = Client(relay_emu)
+    running = r.submit("imagine", {"prompt": "still running"})
+    custom_id = "MJ::JOB::upsample::1::26d56b92-4ed6-45e2-8561-563797923135"
+    assert _relay_error(r.post("submit/action", {"taskId": running, "customId": custom_id})) == "task_status_not_success"
 
 
 def _passed_through(reply, code):
@@ -327,8 +336,13 @@ def test_relay_errors_are_http_400_upstream_error(relay):
     assert _relay_error(relay.post("submit/action", {"taskId": "1234567890123456",
                                                      "customId": "MJ::JOB::upsample::1::x"})) == "task_not_found"
     assert _relay_error(relay.post("submit/modal", {"taskId": "1234567890123456"})) == "task_not_found"
-    assert _relay_error(relay.get("task/1234567890123456/fetch")) == "task_not_found"
-    assert _relay_error(relay.get("task/1234567890123456/image-seed")) == "task_not_found"
+    # new-api's own spelling on these two routes.
+    assert _relay_error(relay.get("task/1234567890123456/fetch")) == "task_no_found"
+    assert _relay_error(relay.get("task/1234567890123456/image-seed")) == "task_no_found"
+    assert _relay_error(relay.post("submit/imagine", {"prompt": 5})) == "bind_request_body_failed"
+    # As new-api writes it: the name, then a space.
+    assert relay.post("submit/imagine", {"prompt": ""}).json() == {
+        "description": "prompt_is_required ", "type": "upstream_error", "code": 4}
 
 
 def test_relay_passes_upstream_refusals_through_as_http_200_envelopes(relay):
