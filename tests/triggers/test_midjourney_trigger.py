@@ -322,12 +322,13 @@ CALM_SEQUENCE = ["SUBMITTED 0%", "IN_PROGRESS 25%", "IN_PROGRESS 50%", "IN_PROGR
 
 
 def _assert_every_change_from_the_first_is_logged(out: str, mj_task_id: str) -> None:
-    """With progress_log_interval=0 every change is a line: from the first reading (when the
-    trigger started, which a loaded machine may delay) to the end, none is missing or repeated."""
+    """With progress_log_interval=0 every reading that changed is a line: in order, never
+    repeated, progress values within IN_PROGRESS included, the final line last. (Which values
+    a poll sees depends on when it runs, which a loaded machine may delay: not asserted.)"""
     lines = _progress_lines(out, mj_task_id)
-    assert lines and lines[0] in CALM_SEQUENCE, lines
-    assert lines == CALM_SEQUENCE[CALM_SEQUENCE.index(lines[0]):], lines
-    assert "IN_PROGRESS 75%" in lines
+    assert lines == [line for line in CALM_SEQUENCE if line in lines], lines
+    assert lines[-1] == "SUCCESS 100%"
+    assert sum(line.startswith("IN_PROGRESS") for line in lines) >= 2, lines
 
 
 def _progress_lines(out: str, mj_task_id: str) -> list[str]:
