@@ -32,6 +32,7 @@ def run_benchmark(name: str, timeout: float) -> str:
         ("decode_cost.py", ["| IN_PROGRESS tasks", "| finished tasks", "msgspec, fields only"]),
         ("end_to_end_latency.py", ["| coalesced |", "| per-task |", "p95 latency within poll interval"]),
         ("import_cost.py", ["operators import on top of airflow.sdk", "heavy modules loaded"]),
+        ("download_memory.py", ["| buffered (baseline) |", "| 20 MB |", "largest streamed growth"]),
     ],
 )
 def test_benchmark_quick_mode_prints_its_figures(name, figures):
