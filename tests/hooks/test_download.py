@@ -88,3 +88,22 @@ def test_the_key_is_sent_only_to_the_api_origin(canned, make_hook, tmp_path):
     hook.download_image("/images/b.png", tmp_path / "b.png")  # relative: on the API server
     assert "Authorization" not in cdn.requests[0]["headers"]
     assert api.requests[0]["headers"].get("Authorization") == "Bearer sk-origin-check"
+
+
+@pytest.mark.parametrize("auth_style", ["bearer", "mj-api-secret"])
+async def test_an_async_download_redirected_to_a_cdn_gets_no_key(canned, make_hook, tmp_path, auth_style):
+    from airflow_provider_mj.hooks import MidjourneyHook
+    from tests.hooks.conftest import SECRET_KEY
+
+    relay, cdn = canned(), canned()
+    relay.reply(302, b"", {"Location": f"{cdn.base_url}/cdn/grid.png?sig=abc"})
+    cdn.reply(200, PNG_MAGIC + b"\x00" * 64, {"Content-Type": "image/png"})
+    make_hook(relay.base_url, SECRET_KEY, auth_style=auth_style)
+    async with MidjourneyHook() as ahook:
+        saved = await ahook.adownload_image(f"{relay.base_url}/mj/image/1741531578038001", tmp_path / "grid")
+    assert saved.name == "grid.png" and (tmp_path / "grid.png").read_bytes().startswith(PNG_MAGIC)
+    relay_headers = {k.lower(): v for k, v in relay.requests[0]["headers"].items()}
+    assert SECRET_KEY in " ".join(relay_headers.values())  # the relay's own origin gets it
+    assert [r["path"] for r in cdn.requests] == ["/cdn/grid.png?sig=abc"]
+    assert not any(SECRET_KEY in str(v) or k.lower() in ("authorization", "mj-api-secret")
+                   for r in cdn.requests for k, v in r["headers"].items())

@@ -183,6 +183,7 @@ class _Route:
     size: int
     content_type: str
     cut_after: int | None = None
+    cuts_left: int | None = None  # how many more replies to cut (None: every one)
 
 
 @dataclass
@@ -194,11 +195,12 @@ class Cdn:
     hits: list[str] = field(default_factory=list)
 
     def serve(self, path: str, body: Any, *, size: int | None = None, content_type: str = "image/png",
-              cut_after: int | None = None) -> str:
+              cut_after: int | None = None, cuts: int | None = None) -> str:
+        """Serve ``body``; with ``cut_after``, break the connection after that many bytes, ``cuts`` times."""
         if isinstance(body, bytes):
             size = len(body)
         assert size is not None
-        self.routes[path] = _Route(body, size, content_type, cut_after)
+        self.routes[path] = _Route(body, size, content_type, cut_after, cuts)
         return self.base_url + path
 
 
@@ -224,10 +226,13 @@ def cdn() -> Iterator[Cdn]:
             self.send_header("Content-Length", str(route.size))
             self.end_headers()
             chunks = [route.body] if isinstance(route.body, bytes) else route.body()
+            cut = route.cut_after is not None and route.cuts_left != 0
+            if cut and route.cuts_left is not None:
+                route.cuts_left -= 1
             sent = 0
             try:
                 for chunk in chunks:
-                    if route.cut_after is not None and sent + len(chunk) > route.cut_after:
+                    if cut and sent + len(chunk) > route.cut_after:
                         self.wfile.write(chunk[: route.cut_after - sent])
                         self.wfile.flush()
                         self.close_connection = True
