@@ -14,3 +14,5 @@ MJ_TASK_ID_XCOM_KEY = "mj_task_id"
 CUSTOM_IDS_XCOM_KEY = "custom_ids"
 #: ``mj_image_url``: the task's image URL (a preview while running, the final image after).
 IMAGE_URL_XCOM_KEY = "mj_image_url"
+#: ``mj_saved_uri``: where a task saved its image (``destination``), also ``saved_uri`` in its return value.
+SAVED_URI_XCOM_KEY = "mj_saved_uri"

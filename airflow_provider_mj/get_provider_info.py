@@ -67,7 +67,8 @@ def get_provider_info() -> dict:
             }
         ],
         "operators": [
-            {"integration-name": "Midjourney", "python-modules": ["airflow_provider_mj.operators.midjourney"]}
+            {"integration-name": "Midjourney", "python-modules": ["airflow_provider_mj.operators.midjourney",
+                                                                  "airflow_provider_mj.operators.save_image"]}
         ],
         "sensors": [
             {"integration-name": "Midjourney", "python-modules": ["airflow_provider_mj.sensors.midjourney"]}

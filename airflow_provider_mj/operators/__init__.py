@@ -11,6 +11,7 @@ from airflow_provider_mj.operators.midjourney import (
     MidjourneyModalOperator,
     MidjourneyShortenOperator,
 )
+from airflow_provider_mj.operators.save_image import MidjourneySaveImageOperator
 
 __all__ = [
     "BaseMidjourneySubmitOperator",
@@ -21,5 +22,6 @@ __all__ = [
     "MidjourneyImagineOperator",
     "MidjourneyListTasksOperator",
     "MidjourneyModalOperator",
+    "MidjourneySaveImageOperator",
     "MidjourneyShortenOperator",
 ]

@@ -21,8 +21,10 @@ from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import MidjourneyModalRequiredError, MidjourneyValidationError
 from airflow_provider_mj.inputs import as_mj_task_id
 from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
+from airflow_provider_mj.lineage import MidjourneyLineageMixin
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
 from airflow_provider_mj.operators.base import BaseMidjourneyNewJobOperator, BaseMidjourneySubmitOperator, given
+from airflow_provider_mj.operators.save import ImageSavingMixin, button_of
 
 # Names this module held before the operators were split by role; DAGs and tests import them here.
 from airflow_provider_mj.common import CUSTOM_IDS_XCOM_KEY, MJ_TASK_ID_XCOM_KEY  # noqa: E402,F401,I001
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class MidjourneyImagineOperator(BaseMidjourneyNewJobOperator):
+class MidjourneyImagineOperator(ImageSavingMixin, BaseMidjourneyNewJobOperator):
     """Generate a 2x2 grid of images from a prompt (``/mj/submit/imagine``).
 
     The finished task's buttons (``U1``..``U4``, ``V1``..``V4``, ``reroll``) feed
@@ -45,7 +47,7 @@ class MidjourneyImagineOperator(BaseMidjourneyNewJobOperator):
     """
 
     endpoint = "imagine"
-    template_fields: Sequence[str] = ("prompt", "images", "state", "notify_hook", "account_filter")
+    template_fields: Sequence[str] = ("prompt", "images", "state", "notify_hook", "account_filter", "destination")
 
     def __init__(self, *, prompt: str, images: Sequence[Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -62,7 +64,7 @@ class MidjourneyImagineOperator(BaseMidjourneyNewJobOperator):
         return self.hook.imagine(self.prompt, images=self.images or None, **self.job_options())
 
 
-class MidjourneyActionOperator(BaseMidjourneySubmitOperator):
+class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
     """Press a button of a finished task: upscale, vary, reroll, zoom, pan... (``/mj/submit/action``).
 
     Give exactly one of ``button`` (a label, resolved against the parent task's buttons) or
@@ -93,7 +95,7 @@ class MidjourneyActionOperator(BaseMidjourneySubmitOperator):
 
     endpoint = "action"
     template_fields: Sequence[str] = (
-        "mj_task_id", "button", "custom_id", "modal_prompt", "mask", "state", "notify_hook",
+        "mj_task_id", "button", "custom_id", "modal_prompt", "mask", "state", "notify_hook", "destination",
     )
 
     def __init__(
@@ -139,6 +141,12 @@ class MidjourneyActionOperator(BaseMidjourneySubmitOperator):
                 f"got button={self.button!r}, custom_id={self.custom_id!r}."
             )
         self._parent_id = as_mj_task_id(self.mj_task_id)
+
+    def pressed_button(self) -> str | None:
+        return button_of(self.button, self.custom_id)
+
+    def lineage_parent(self) -> str | None:
+        return as_mj_task_id(self.mj_task_id)  # not _parent_id: a deferred task resumes without validate()
 
     def request_inputs(self) -> dict[str, Any]:
         return {"parent": self._parent_id, "button": self.button, "custom_id": self.custom_id,
@@ -225,7 +233,7 @@ class MidjourneyActionOperator(BaseMidjourneySubmitOperator):
         return mj_task_id
 
 
-class MidjourneyBlendOperator(BaseMidjourneyNewJobOperator):
+class MidjourneyBlendOperator(ImageSavingMixin, BaseMidjourneyNewJobOperator):
     """Blend 2 to 5 images into a new 2x2 grid (``/mj/submit/blend``).
 
     :param images: 2 to 5 images: data URLs (``data:image/png;base64,...``), local paths or bytes.
@@ -234,7 +242,8 @@ class MidjourneyBlendOperator(BaseMidjourneyNewJobOperator):
     """
 
     endpoint = "blend"
-    template_fields: Sequence[str] = ("images", "dimensions", "state", "notify_hook", "account_filter")
+    template_fields: Sequence[str] = ("images", "dimensions", "state", "notify_hook", "account_filter",
+                                      "destination")
 
     def __init__(self, *, images: Sequence[Any], dimensions: str = "SQUARE", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -252,7 +261,7 @@ class MidjourneyBlendOperator(BaseMidjourneyNewJobOperator):
         return self.hook.blend(self.images, dimensions=self.dimensions, **self.job_options())
 
 
-class MidjourneyDescribeOperator(BaseMidjourneyNewJobOperator):
+class MidjourneyDescribeOperator(MidjourneyLineageMixin, BaseMidjourneyNewJobOperator):
     """Describe an image: four prompts that could have made it (``/mj/submit/describe``).
 
     Give exactly one of ``image`` and ``link``. The returned task dict carries ``prompts``: the
@@ -295,7 +304,7 @@ class MidjourneyDescribeOperator(BaseMidjourneyNewJobOperator):
         return {"prompts": task.describe_prompts()}
 
 
-class MidjourneyModalOperator(BaseMidjourneySubmitOperator):
+class MidjourneyModalOperator(MidjourneyLineageMixin, BaseMidjourneySubmitOperator):
     """Complete a task waiting in status MODAL (``/mj/submit/modal``).
 
     A button such as ``Custom Zoom`` or ``Vary (Region)`` (or any remix) answers code 21 and
@@ -321,6 +330,9 @@ class MidjourneyModalOperator(BaseMidjourneySubmitOperator):
     def validate(self) -> None:
         self._modal_task_id = as_mj_task_id(self.mj_task_id)
 
+    def lineage_parent(self) -> str | None:
+        return as_mj_task_id(self.mj_task_id)
+
     def request_inputs(self) -> dict[str, Any]:
         return {"mj_task_id": self._modal_task_id, "prompt": self.prompt, "mask": self.mask}
 
@@ -335,7 +347,7 @@ class MidjourneyModalOperator(BaseMidjourneySubmitOperator):
         )
 
 
-class MidjourneyShortenOperator(BaseMidjourneyNewJobOperator):
+class MidjourneyShortenOperator(MidjourneyLineageMixin, BaseMidjourneyNewJobOperator):
     """Analyse a prompt and propose shorter versions (``/mj/submit/shorten``).
 
     The returned task dict carries ``prompts``: the shortened prompts as plain strings.
