@@ -6,8 +6,11 @@ Runs once a day (no catch-up: a missed day is not made up later).
 1. **read_prompts** reads `prompts_file` (one prompt per line; `#` comments and blank lines are
    ignored, duplicates dropped) and keeps at most `max_prompts` of them;
 2. **imagine** runs once per prompt (dynamic task mapping);
-3. **upscale** presses `U1` on each grid (mapped again);
-4. **save_images** downloads the upscales into `output_dir/<date>/` with a `manifest.json`.
+3. **upscale** presses `U1` on each grid (mapped again) and saves the upscale itself
+   (`destination`) as `output_dir/<date>/NN.png`. Each saved image adds an event to the asset
+   `mj_daily_content_images` (`outlets`), whose extras say what it is: `uri`, `prompt`,
+   `mj_task_id`, `button`, `size_bytes`, `sha256`... The DAG `mj_contact_sheet` is scheduled on
+   that asset and writes the day's `index.html` from them.
 
 **Staying inside the account's limits.** Every Midjourney task uses the Airflow pool
 `midjourney`. Create it once with as many slots as your account (or relay) runs jobs at once,
@@ -26,21 +29,22 @@ retrying cannot fix (banned prompt, bad key, a failed job) fail at once without 
 `max_prompts`, `output_dir` (local path or ObjectStoragePath URL; empty:
 `$AIRFLOW_HOME/mj-output/mj_daily_content`).
 
-See `docs/howto/running-at-scale.md`.
+See `docs/howto/running-at-scale.md` and `docs/howto/assets-and-lineage.md`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import ObjectStoragePath, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_mj.operators import MidjourneyActionOperator, MidjourneyImagineOperator
 
+#: Every saved upscale adds an event to this asset; mj_contact_sheet is scheduled on it.
+DAILY_IMAGES = Asset("mj_daily_content_images")
 POLL_INTERVAL = float(os.environ.get("MJ_EXAMPLE_POLL_INTERVAL", "5"))
 JOB_TIMEOUT = 60 * 60
 #: Jobs the account runs at once; keep it equal to the slots of the ``midjourney`` pool.
@@ -75,36 +79,14 @@ def read_prompts(prompts_file: str, max_prompts: str) -> list[str]:
     return prompts[:limit]
 
 
-# [START save_images]
-@task
-def save_images(upscales: list[dict], prompts: list[str], output_dir: str) -> dict:
-    """Download every upscale to ``<output_dir>/<date>/NN.png`` and write a manifest.json."""
-    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
-
-    context = get_current_context()
-    location = output_dir.strip() or os.path.join(
+def output_dir(location: str) -> str:
+    """The output folder as a URL: the param, or ``$AIRFLOW_HOME/mj-output/mj_daily_content`` when empty."""
+    location = (location or "").strip() or os.path.join(
         os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "mj-output", "mj_daily_content"
     )
     if "://" not in location:
         location = "file://" + os.path.abspath(os.path.expanduser(location))
-    out = ObjectStoragePath(location) / context["ds"]
-    out.mkdir(parents=True, exist_ok=True)
-
-    hook = MidjourneyHook(midjourney_conn_id="midjourney_default")
-    images = []
-    for n, (prompt, upscale) in enumerate(zip(prompts, upscales[:]), start=1):
-        path = hook.download_image(upscale, out / f"{n:02d}.png")
-        images.append({"prompt": prompt, "mj_task_id": upscale["id"], "path": str(path)})
-    manifest = {
-        "dag_id": context["dag"].dag_id,
-        "run_id": context["run_id"],
-        "date": context["ds"],
-        "created_at": pendulum.now("UTC").isoformat(timespec="seconds"),
-        "images": images,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return manifest
-# [END save_images]
+    return location.rstrip("/")
 
 
 @dag(
@@ -115,6 +97,7 @@ def save_images(upscales: list[dict], prompts: list[str], output_dir: str) -> di
     max_active_runs=1,
     doc_md=__doc__,
     tags=["midjourney", "example"],
+    user_defined_macros={"output_dir": output_dir},
     params={
         "prompts_file": Param(DEFAULT_PROMPTS_FILE, type="string", title="Prompts file",
                               description="One prompt per line, on the worker."),
@@ -141,17 +124,21 @@ def mj_daily_content():
 
     # Each upscale gets the finished task dict of its imagine (the mapped return values, in order):
     # the buttons are already in it, so resolving "U1" needs no extra request.
-    upscale = MidjourneyActionOperator.partial(
+    # [START save_with_outlet]
+    MidjourneyActionOperator.partial(
         task_id="upscale",
         pool=POOL,
         max_active_tis_per_dag=MJ_CONCURRENCY,
         **RETRY_POLITELY,
         button="U1",
+        state="{{ dag.dag_id }}/{{ ds }}",
+        # Jinja renders the folder and the date; {map_index:02d} is filled per mapped upscale.
+        destination="{{ output_dir(params.output_dir) }}/{{ ds }}/{map_index:02d}.png",
+        outlets=[DAILY_IMAGES],
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     ).expand(mj_task_id=imagine.output)
-
-    save_images(upscale.output, prompts, output_dir="{{ params.output_dir }}")
+    # [END save_with_outlet]
 
 
 mj_daily_content()

@@ -11,7 +11,9 @@ shows it (the pages copy their code from this file, and the test suite runs it):
 4. **list_upscales** reads the four upscales in one request;
 5. **describe** describes the upscale by its URL; **save_upscale** downloads it, and
    **describe_file** describes the saved file;
-6. **submit** imagines without waiting, and **wait** (a sensor) waits for that job.
+6. **save_zoom** saves the zoom's image (the standalone save operator) under
+   `$AIRFLOW_HOME/mj-output/mj_every_operator/<date>/`;
+7. **submit** imagines without waiting, and **wait** (a sensor) waits for that job.
 
 The connection is `midjourney_default`. `MJ_EXAMPLE_POLL_INTERVAL` (seconds, default 5) sets
 how often jobs are polled.
@@ -31,10 +33,12 @@ from airflow_provider_mj.operators import (
     MidjourneyImageSeedOperator,
     MidjourneyImagineOperator,
     MidjourneyListTasksOperator,
+    MidjourneySaveImageOperator,
 )
 from airflow_provider_mj.sensors import MidjourneyTaskSensor
 
 POLL_INTERVAL = float(os.environ.get("MJ_EXAMPLE_POLL_INTERVAL", "5"))
+OUTPUT = os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "mj-output", "mj_every_operator")
 
 
 @task
@@ -76,7 +80,7 @@ def mj_every_operator():
 
     # [START action]
     upscale = MidjourneyActionOperator(task_id="upscale", mj_task_id=imagine.output, button="U2")
-    MidjourneyActionOperator(
+    zoom = MidjourneyActionOperator(
         task_id="zoom",
         mj_task_id=upscale.output,
         button="Custom Zoom",
@@ -102,6 +106,15 @@ def mj_every_operator():
     # by file: a path on the worker (bytes and data URLs work too)
     MidjourneyDescribeOperator(task_id="describe_file", image=save_upscale(upscale.output))
     # [END describe]
+
+    # [START save_image]
+    # the image of a task an earlier task returned (its dict, or its id): no new job is paid for
+    MidjourneySaveImageOperator(
+        task_id="save_zoom",
+        mj_task=zoom.output,
+        destination=OUTPUT + "/{{ ds }}/zoom-{mj_task_id}",  # the extension follows the image's bytes
+    )
+    # [END save_image]
 
     # [START sensor]
     submit = MidjourneyImagineOperator(task_id="submit", prompt="a kite", wait_for_completion=False)

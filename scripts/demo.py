@@ -11,7 +11,11 @@ What it does, touching nothing outside its demo folder (``<repo>/.demo`` unless 
 3. runs ``airflow dags test mj_imagine_upscale_describe`` with the output folder as run conf;
    ``dags test`` runs each deferred task's trigger in-process, so the waits really go through
    the trigger;
-4. stops the emulator (always), checks the four images and the manifest, and says where they are.
+4. runs ``mj_daily_content`` on four prompts (the upscales save themselves and publish asset
+   events), then ``mj_contact_sheet``, which writes the HTML contact sheet of that day from the
+   events' extras;
+5. stops the emulator (always), checks the images, the manifest and the contact sheet, and says
+   where they are.
 
 A clean run logs nothing at warning level or above (``tests/dags/test_demo.py`` reads the log).
 
@@ -35,6 +39,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DEMO_DIR = REPO / ".demo"
 DAG_ID = "mj_imagine_upscale_describe"
+DAILY_DAG_ID = "mj_daily_content"
+SHEET_DAG_ID = "mj_contact_sheet"
+DAILY_PROMPTS = 4
 API_KEY = "demo-key"  # the emulator's key: shows that the connection's password is sent
 BUTTONS = ("U1", "U2", "U3", "U4")
 #: Midjourney jobs of one run: imagine, four upscales, four describes. Each must defer once.
@@ -67,6 +74,7 @@ class DemoDirs:
         self.root = root.resolve()
         self.airflow_home = self.root / "airflow-home"
         self.output = self.root / "output" / DAG_ID
+        self.daily_output = self.root / "output" / DAILY_DAG_ID
         self.logs = self.root / "logs"
 
 
@@ -228,7 +236,7 @@ class Progress:
         if self.task is None:
             return
         how = f"deferred -> trigger: {', '.join(self.statuses)}" if self.deferred else "ran"
-        say(f"    {self.task:<14}{how}")
+        say(f"    {self.task + ' ':<14}{how}")
         self.task, self.deferred, self.statuses = None, False, []
 
 
@@ -261,6 +269,19 @@ def check_outputs(dirs: DemoDirs, dags_test_log: Path) -> dict:
     return manifest
 
 
+def check_contact_sheet(dirs: DemoDirs, log: Path) -> Path:
+    """The day's contact sheet: it exists and shows every image the daily DAG saved next to it."""
+    sheets = sorted(dirs.daily_output.glob("*/index.html"))
+    if len(sheets) != 1:
+        raise DemoError(f"expected one contact sheet under {dirs.daily_output}, found {len(sheets)}; see {log}")
+    sheet = sheets[0]
+    images = sorted(p.name for p in sheet.parent.iterdir() if p.suffix in (".png", ".webp", ".jpg"))
+    page = sheet.read_text(encoding="utf-8")
+    if len(images) != DAILY_PROMPTS or any(f'<img src="{name}"' not in page for name in images):
+        raise DemoError(f"the contact sheet {sheet} does not show the {DAILY_PROMPTS} images next to it ({images})")
+    return sheet
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--job-seconds", type=float, default=3.0,
@@ -277,17 +298,18 @@ def main(argv: list[str] | None = None) -> int:
     dirs.logs.mkdir(parents=True, exist_ok=True)
     dirs.airflow_home.mkdir(parents=True, exist_ok=True)
     # Each run starts from an empty output folder, so the checks below never see an older run.
-    shutil.rmtree(dirs.output, ignore_errors=True)
-    dirs.output.mkdir(parents=True, exist_ok=True)
+    for folder in (dirs.output, dirs.daily_output):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
 
     emulator = None
     try:
-        say(f"1/4 starting the Midjourney emulator (jobs take {args.job_seconds:g} s)")
+        say(f"1/5 starting the Midjourney emulator (jobs take {args.job_seconds:g} s)")
         emulator, base_url = start_emulator(args.job_seconds, dirs.logs / "emulator.log")
         say(f"    {base_url}  (log: {dirs.logs / 'emulator.log'})")
         env = airflow_env(dirs, base_url, args.poll_interval)
 
-        say(f"2/4 preparing Airflow in {dirs.airflow_home} (airflow db migrate)")
+        say(f"2/5 preparing Airflow in {dirs.airflow_home} (airflow db migrate)")
         migrate_log = dirs.logs / "db-migrate.log"
         if run_logged([sys.executable, "-m", "airflow", "db", "migrate"], env, migrate_log) != 0:
             raise DemoError(f"airflow db migrate failed:\n{tail(migrate_log)}\n(full log: {migrate_log})")
@@ -295,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         conf = {"output_dir": str(dirs.output)}
         if args.prompt:
             conf["prompt"] = args.prompt
-        say(f"3/4 airflow dags test {DAG_ID} -c '{json.dumps(conf)}'")
+        say(f"3/5 airflow dags test {DAG_ID} -c '{json.dumps(conf)}'")
         dags_test_log = dirs.logs / "dags-test.log"
         rc = run_logged(
             [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
@@ -304,6 +326,18 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             raise DemoError(f"the DAG run failed:\n{tail(dags_test_log, 25)}\n\n{first_error(dags_test_log)}"
                             f"(full log: {dags_test_log})")
+
+        daily_conf = json.dumps({"max_prompts": DAILY_PROMPTS, "output_dir": str(dirs.daily_output)})
+        say(f"4/5 airflow dags test {DAILY_DAG_ID} -c '{daily_conf}', then {SHEET_DAG_ID}")
+        for dag_id, conf_args, log in (
+            (DAILY_DAG_ID, ["-c", daily_conf], dirs.logs / "dags-test-daily.log"),
+            # Scheduled on the daily images' asset; run by hand here (no scheduler in a demo), it
+            # rebuilds the sheet of the latest images from their asset events.
+            (SHEET_DAG_ID, [], dirs.logs / "dags-test-contact-sheet.log"),
+        ):
+            if run_logged([sys.executable, "-m", "airflow", "dags", "test", dag_id, *conf_args], env, log,
+                          watch=Progress()) != 0:
+                raise DemoError(f"the {dag_id} run failed:\n{tail(log, 25)}\n\n{first_error(log)}(full log: {log})")
     except DemoError as exc:
         say(f"\nDEMO FAILED: {exc}")
         return 1
@@ -313,9 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop(emulator)
 
-    say("4/4 emulator stopped; checking the outputs")
+    say("5/5 emulator stopped; checking the outputs")
     try:
         manifest = check_outputs(dirs, dags_test_log)
+        sheet = check_contact_sheet(dirs, dirs.logs / "dags-test-contact-sheet.log")
     except DemoError as exc:
         say(f"\nDEMO FAILED: {exc}")
         return 1
@@ -328,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  {image['button']}  {image['path'].removeprefix('file://')}")
         say(f"      described as: {image['prompts'][0]}")
     say(f"manifest: {dirs.output / 'manifest.json'}")
+    say(f"contact sheet of {DAILY_DAG_ID} ({DAILY_PROMPTS} images; open it in a browser):")
+    say(f"          {sheet}")
     say(f"logs:     {dirs.logs}")
     say("")
     say("Point the same DAG at a real relay (costs real Midjourney jobs):")

@@ -53,6 +53,23 @@ def test_the_demo_saves_four_images_and_their_prompts(demo_run):
         assert any("lighthouse" in prompt for prompt in image["prompts"]), image["prompts"]
 
 
+def test_the_demo_prints_the_contact_sheet_of_the_daily_images(demo_run):
+    proc, demo_dir = demo_run
+
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    printed = re.search(r"contact sheet of mj_daily_content \(4 images; open it in a browser\):\s+(\S+index\.html)",
+                        proc.stdout)
+    assert printed, proc.stdout[-2000:]
+    sheet = Path(printed.group(1))
+    assert sheet.parent.parent == demo_dir / "output" / "mj_daily_content"
+    page = sheet.read_text()
+    images = sorted(p.name for p in sheet.parent.glob("*.png"))
+    assert images == ["00.png", "01.png", "02.png", "03.png"]
+    for name in images:
+        assert f'<img src="{name}"' in page and f'<a href="{name}">' in page
+    assert page.count('<p class="prompt">') == 4
+
+
 def test_the_flagship_dag_log_has_no_warning_or_error_in_a_clean_run(demo_run):
     proc, demo_dir = demo_run
     assert proc.returncode == 0, proc.stdout[-3000:]

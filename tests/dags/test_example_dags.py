@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
 import socket
@@ -22,6 +23,7 @@ EXAMPLE_DAG_IDS = {
     "mj_first_dag",
     "mj_every_operator",
     "mj_modal_actions",
+    "mj_contact_sheet",
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: The emulator's jobs take 0.3 s; polling every 5 s (the DAGs' default) would only add waiting.
@@ -274,23 +276,43 @@ def test_zoom_out_goes_through_the_modal_flow(deferrable_mode, mj_connection, ru
     assert deferrable_mode.count("MidjourneyTaskTrigger") == 3
 
 
-def test_daily_content_fans_out_over_the_prompts_file(example_dags, mj_connection, run_dag, tmp_path):
-    out = tmp_path / "daily"
+def test_daily_content_saves_through_the_operator_and_the_contact_sheet_shows_the_day(
+    example_dags, mj_connection, run_dag, tmp_path
+):
+    from tests.assets import asset_events, register_dags, run_asset_triggered
 
-    dr = run_dag(example_dags.dags["mj_daily_content"], run_conf={"max_prompts": 3, "output_dir": str(out)})
+    out = tmp_path / "daily"
+    daily, sheet_dag = example_dags.dags["mj_daily_content"], example_dags.dags["mj_contact_sheet"]
+    register_dags(daily, sheet_dag)
+
+    dr = run_dag(daily, run_conf={"max_prompts": 4, "output_dir": str(out)})
+    sheet_run = run_asset_triggered(sheet_dag)
 
     assert dr.state == "success"
     prompts = xcom_value(dr, "read_prompts")
-    assert len(prompts) == 3 and not any(p.startswith("#") for p in prompts)
+    assert len(prompts) == 4 and not any(p.startswith("#") for p in prompts)
     tis = task_instances(dr)
     for task_id in ("imagine", "upscale"):
-        mapped = [tis[(task_id, i)] for i in range(3)]
+        mapped = [tis[(task_id, i)] for i in range(4)]
         assert all(ti.state == "success" and ti.pool == "midjourney" for ti in mapped)
-    assert (task_id, 3) not in tis
-    manifest = xcom_value(dr, "save_images")
-    day_dir = out / manifest["date"]
-    assert json.loads((day_dir / "manifest.json").read_text()) == manifest
-    assert [image["prompt"] for image in manifest["images"]] == prompts
-    for image in manifest["images"]:
-        _assert_png(image["path"])
-    assert _submits(mj_connection) == {"imagine": 3, "action": 3}
+    day_dir = out / dr.logical_date.strftime("%Y-%m-%d")
+    events = asset_events(name="mj_daily_content_images", source_run_id=dr.run_id)
+    assert sorted(e["source_map_index"] for e in events) == [0, 1, 2, 3]
+    for event in events:
+        extra = event["extra"]
+        upscale = xcom_value(dr, "upscale", map_index=event["source_map_index"])
+        assert extra["uri"] == upscale["saved_uri"] == f"file://{day_dir}/{event['source_map_index']:02d}.png"
+        assert extra["button"] == "U1" and extra["action"] == "UPSCALE" and extra["mj_task_id"] == upscale["id"]
+        assert extra["prompt"].startswith(prompts[event["source_map_index"]])
+        assert extra["state"] == f"mj_daily_content/{day_dir.name}"
+        _assert_png(extra["uri"])
+    assert _submits(mj_connection) == {"imagine": 4, "action": 4}
+
+    # The contact sheet run, created by the scheduler's code from the queued event, shows all four.
+    assert sheet_run.state == "success" and sheet_run.run_type == "asset_triggered"
+    [sheet] = xcom_value(sheet_run, "write_contact_sheets")
+    assert sheet == {"uri": f"file://{day_dir}/index.html", "images": 4}
+    page = (day_dir / "index.html").read_text()
+    for n, prompt in enumerate(prompts):
+        assert f'<img src="{n:02d}.png"' in page
+        assert html.escape(prompt.split(" --")[0]) in page

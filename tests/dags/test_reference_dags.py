@@ -6,6 +6,9 @@ end here is what makes those snippets true.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from tests.dags.test_example_dags import TEST_POLL_INTERVAL, _parse_example_dags, _submits
 from tests.helpers import task_instances, xcom_value
 
@@ -33,6 +36,10 @@ def test_every_operator_runs_as_its_reference_page_shows(mj_connection, run_dag,
     assert sorted(t["id"] for t in listed) == sorted(u["id"] for u in upscales)
     assert len(xcom_value(dr, "describe")["prompts"]) == 4 and len(xcom_value(dr, "describe_file")["prompts"]) == 4
     assert xcom_value(dr, "wait")["status"] == "SUCCESS"
+    saved = xcom_value(dr, "save_zoom")
+    assert saved["id"] == xcom_value(dr, "zoom")["id"]
+    assert saved["saved_uri"] == f"file://{os.environ['AIRFLOW_HOME']}/mj-output/mj_every_operator/{dr.logical_date:%Y-%m-%d}/zoom-{saved['id']}.png"
+    assert Path(saved["saved_uri"].removeprefix("file://")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Each submit once: imagine x2, submit; upscale, zoom, 4 upscales; 2 describes; the zoom's modal.
     assert _submits(mj_connection) == {"imagine": 3, "action": 6, "describe": 2, "modal": 1}
 
