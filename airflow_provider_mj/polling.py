@@ -142,19 +142,19 @@ class _Subscription:
 class TaskPoller:
     """Polls every subscribed task id of one connection in one batch call per interval."""
 
-    _registry: dict[tuple[str, int, float], TaskPoller] = {}
+    _registry: dict[tuple[str, str, int, float], TaskPoller] = {}
 
     def __init__(self, hook: Any, poll_interval: float) -> None:
         # The poller outlives any one trigger, so it polls through a hook of its own (same
         # connection; the hook shares one HTTP session per connection and loop) and closes it
         # when the last subscriber leaves.
-        self.hook = type(hook)(midjourney_conn_id=hook.midjourney_conn_id)
+        self.hook = hook.share_config()
         self.poll_interval = poll_interval
         self._subscribers: dict[str, set[_Subscription]] = {}
         self._runner: asyncio.Task | None = None
         #: loop time from which the batch call may be tried again (0: now; inf: never, no such route).
         self._batch_after = 0.0
-        self._key: tuple[str, int, float] | None = None
+        self._key: tuple[str, str, int, float] | None = None
         #: Figures for tests and benchmarks.
         self.stats = {"batch_calls": 0, "single_fetches": 0, "ticks": 0, "errors": 0, "batch_failures": 0}
 
@@ -162,9 +162,14 @@ class TaskPoller:
 
     @classmethod
     def for_hook(cls, hook: Any, poll_interval: float) -> TaskPoller:
-        """The shared poller of ``hook``'s connection on the running loop (created on first use)."""
+        """The shared poller of ``hook``'s connection on the running loop (created on first use).
+
+        Keyed by the connection's content, not only its id: a trigger that read a changed
+        connection (a rotated key) gets a poller with the current key, never one created with
+        the old. Call it after ``await hook.aget_config()`` (:func:`wait_for_terminal` does).
+        """
         loop = asyncio.get_running_loop()
-        key = (hook.midjourney_conn_id, id(loop), float(poll_interval))
+        key = (hook.midjourney_conn_id, hook.config.fingerprint, id(loop), float(poll_interval))
         poller = cls._registry.get(key)
         if poller is None:
             poller = cls(hook, float(poll_interval))
@@ -366,6 +371,7 @@ async def wait_for_terminal(
     throttle = ProgressThrottle(progress_every)
     try:
         async with asyncio.timeout_at(when):
+            await hook.aget_config()  # the current connection: it picks (or starts) the poller
             while True:
                 if coalesce:
                     updates = TaskPoller.for_hook(hook, poll_interval).watch(mj_task_id, throttle)

@@ -19,11 +19,12 @@ the ``extra__midjourney__`` prefix. See ``docs/connection.md``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,6 +64,12 @@ class MidjourneyConnectionConfig:
     retry_min_wait: float = 1.0
     #: Backoff: longest wait, seconds (also caps a server's Retry-After).
     retry_max_wait: float = 30.0
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of every field, the key included: equal for equal connections, for keying
+        shared state (the trigger's poller) by the connection's content without holding the key."""
+        return hashlib.sha256(repr(tuple(getattr(self, f.name) for f in fields(self))).encode()).hexdigest()[:32]
 
     @property
     def route_prefix(self) -> str:

@@ -7,6 +7,11 @@ Blocking calls use one :class:`requests.Session` per hook; the trigger's async c
 :class:`aiohttp.ClientSession` per connection and event loop, shared by every hook of that
 connection on that loop. Replies are read by :func:`~airflow_provider_mj.hooks.replies.interpret_response`.
 
+Each hook reads the connection itself, once (a trigger's hook when the trigger starts), and
+the shared aiohttp sessions hold no credentials (no auth headers, no cookies): a key rotated in
+Airflow is used by every hook created afterwards, and a hook that still holds the old one reads
+the connection again on a 401/403 and, if it changed, sends the request once more with it.
+
 Credentials never follow a redirect to another origin, and only GET requests follow redirects
 (:mod:`~airflow_provider_mj.hooks.redirects`).
 
@@ -27,6 +32,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_mj.common import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
+    MidjourneyAuthError,
     MidjourneyConfigurationError,
     MidjourneyConnectionError,
     MidjourneyError,
@@ -144,8 +150,11 @@ def _aiohttp_failure(ctx: RequestContext, err: BaseException) -> MidjourneyError
 
 @dataclass
 class _AsyncEntry:
+    """A loop's aiohttp session for one connection id. It holds no credentials (every request
+    carries the auth header of its own hook's config, and it keeps no cookies), so a rotated key
+    never has to wait for the session to be recreated."""
+
     session: aiohttp.ClientSession
-    config: MidjourneyConnectionConfig
     users: int = 0
 
 
@@ -189,7 +198,12 @@ class MidjourneyBaseHook(BaseHook):
 
     @property
     def config(self) -> MidjourneyConnectionConfig:
-        """The checked connection (read once, then cached); raises MidjourneyConfigurationError."""
+        """The checked connection (read once per hook, then cached); raises MidjourneyConfigurationError.
+
+        Each hook reads the connection itself (a trigger's hook when the trigger starts), so a
+        connection changed in Airflow (a rotated key) is used by every hook created afterwards;
+        a hook that meets a 401/403 reads it once more (see :meth:`_reread_after_refusal`).
+        """
         if self._config is None:
             try:
                 conn = self.get_connection(self.midjourney_conn_id)
@@ -203,6 +217,14 @@ class MidjourneyBaseHook(BaseHook):
 
                 mask_secret(self._config.api_key)
         return self._config
+
+    def share_config(self) -> Self:
+        """A new hook of the same connection that starts with this hook's checked config (no second
+        read of the connection); it re-reads on its own after a 401/403. The trigger's shared
+        poller polls through one."""
+        other = type(self)(midjourney_conn_id=self.midjourney_conn_id)
+        other._config = self._config
+        return other
 
     async def aget_config(self) -> MidjourneyConnectionConfig:
         """The checked connection, read with Airflow's async connection API (no blocking I/O)."""
@@ -221,6 +243,48 @@ class MidjourneyBaseHook(BaseHook):
                 await amask_secret(config.api_key)
             self._config = config
         return self._config
+
+    @staticmethod
+    def _key_refused(err: MidjourneyError) -> bool:
+        return isinstance(err, MidjourneyAuthError) and err.http_status in (401, 403)
+
+    def _rotated(self, used: MidjourneyConnectionConfig,
+                 fresh: MidjourneyConnectionConfig) -> MidjourneyConnectionConfig | None:
+        """``fresh`` when the connection changed since ``used`` was read, else None."""
+        if fresh == used:
+            return None
+        self.log.info("The server refused the key of connection %r, which has changed since it was read (a "
+                      "rotated key?); sending the request again with the current one.", self.midjourney_conn_id)
+        return fresh
+
+    def _reread_after_refusal(self, used: MidjourneyConnectionConfig,
+                              err: MidjourneyError) -> MidjourneyConnectionConfig | None:
+        """On a 401/403, read the connection again: the new config if it changed, else None.
+
+        A key rotated in Airflow while this hook (a poller's, a long wait's) held the old one is
+        picked up here, once, before the refusal is reported. A refused request created no job,
+        so sending it again (a submit included) cannot pay twice.
+        """
+        if not self._key_refused(err):
+            return None
+        self._config = None
+        try:
+            return self._rotated(used, self.config)
+        except MidjourneyError:  # the connection is gone or broken now: report the refusal
+            self._config = used
+            return None
+
+    async def _areread_after_refusal(self, used: MidjourneyConnectionConfig,
+                                     err: MidjourneyError) -> MidjourneyConnectionConfig | None:
+        """:meth:`_reread_after_refusal` with Airflow's async connection API."""
+        if not self._key_refused(err):
+            return None
+        self._config = None
+        try:
+            return self._rotated(used, await self.aget_config())
+        except MidjourneyError:
+            self._config = used
+            return None
 
     def _parse(self, conn: Connection, extras: Mapping[str, Any]) -> MidjourneyConnectionConfig:
         if conn.conn_type and conn.conn_type not in (CONN_TYPE, "http", "https"):
@@ -276,8 +340,32 @@ class MidjourneyBaseHook(BaseHook):
         mj_task_id: str | None = None,
         prompt: str | None = None,
     ) -> Any:
-        """Send one request (retrying per the policy) and interpret the reply."""
+        """Send one request (retrying per the policy) and interpret the reply.
+
+        A 401/403 re-reads the connection once: if it changed (a rotated key), the request is sent
+        again with the current config before the refusal is reported.
+        """
         config = self.config
+        try:
+            return self._send(config, method, route, kind, json_body=json_body, mj_task_id=mj_task_id,
+                              prompt=prompt)
+        except MidjourneyError as err:
+            fresh = self._reread_after_refusal(config, err)
+            if fresh is None:
+                raise
+        return self._send(fresh, method, route, kind, json_body=json_body, mj_task_id=mj_task_id, prompt=prompt)
+
+    def _send(
+        self,
+        config: MidjourneyConnectionConfig,
+        method: str,
+        route: str,
+        kind: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        mj_task_id: str | None = None,
+        prompt: str | None = None,
+    ) -> Any:
         session = self.get_conn()
         url = config.url(route)
         ctx = self._ctx(kind, route, mj_task_id=mj_task_id, prompt=prompt)
@@ -317,15 +405,11 @@ class MidjourneyBaseHook(BaseHook):
         async with lock:
             entry = per_loop.get(self.midjourney_conn_id)
             if entry is None or entry.session.closed:
-                config = self._config if self._config is not None else (
-                    entry.config if entry is not None else await self.aget_config()
-                )
-                session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, raise_for_status=False)
-                entry = _AsyncEntry(session=session, config=config)
+                session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, raise_for_status=False,
+                                                cookie_jar=aiohttp.DummyCookieJar())
+                entry = _AsyncEntry(session=session)
                 per_loop[self.midjourney_conn_id] = entry
                 self._async_loops.discard(loop)
-            if self._config is None:
-                self._config = entry.config
             if loop not in self._async_loops:
                 self._async_loops.add(loop)
                 entry.users += 1
@@ -368,10 +452,31 @@ class MidjourneyBaseHook(BaseHook):
         mj_task_id: str | None = None,
         retry: bool = True,
     ) -> Any:
+        """Async :meth:`_call`: one request on the loop's shared session, the same 401/403 re-read."""
+        config = await self.aget_config()
+        try:
+            return await self._asend(config, method, route, kind, json_body=json_body, mj_task_id=mj_task_id,
+                                     retry=retry)
+        except MidjourneyError as err:
+            fresh = await self._areread_after_refusal(config, err)
+            if fresh is None:
+                raise
+        return await self._asend(fresh, method, route, kind, json_body=json_body, mj_task_id=mj_task_id, retry=retry)
+
+    async def _asend(
+        self,
+        config: MidjourneyConnectionConfig,
+        method: str,
+        route: str,
+        kind: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        mj_task_id: str | None = None,
+        retry: bool = True,
+    ) -> Any:
         import aiohttp
 
         entry = await self._aentry()
-        config = entry.config
         url = config.url(route)
         ctx = RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
                              secret=config.api_key)

@@ -80,6 +80,8 @@ class Quirks:
     #: None: no auth. "bearer" or "mj-api-secret": the header that must carry ``api_key``.
     auth_style: str | None = None
     api_key: str = "relay-test-key"
+    #: further keys accepted as well as ``api_key`` (a rotation in progress: old and new both valid).
+    accepted_keys: tuple[str, ...] = ()
     #: body of a 401: "empty" (novicezk), "text" (trueai) or "json" (relays).
     unauthorized_body: str = "json"
     #: descriptions in Chinese.
@@ -254,7 +256,8 @@ class Relay:
 
     def reset_counters(self) -> None:
         self._counters: dict[str, Any] = {"submits": {}, "requests": {}, "speed": {}, "auth_failures": 0, "refused": {},
-                                          "submits_by_state": {}, "modal_bodies": [], "action_bodies": []}
+                                          "submits_by_state": {}, "modal_bodies": [], "action_bodies": [],
+                                          "auth_log": []}
 
     def counters(self) -> dict[str, Any]:
         with self.lock:
@@ -459,9 +462,18 @@ class Relay:
                                      status=503)
         if self.q.auth_style:
             if self.q.auth_style == "bearer":
-                ok = request.headers.get("Authorization") == f"Bearer {self.q.api_key}"
+                presented = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
             else:
-                ok = request.headers.get("mj-api-secret") == self.q.api_key
+                presented = request.headers.get("mj-api-secret") or ""
+            ok = presented in (self.q.api_key, *self.q.accepted_keys)
+            ids = re.findall(r"\d{6,}", route)
+            if route == "task/list-by-condition":
+                try:
+                    ids = [str(i) for i in (await request.json()).get("ids", [])]
+                except Exception:
+                    ids = []
+            with self.lock:  # which key each request presented, for the rotation tests
+                self._counters["auth_log"].append({"key": presented, "route": route_key, "ids": ids, "ok": ok})
             if not ok:
                 with self.lock:
                     self._counters["auth_failures"] += 1
