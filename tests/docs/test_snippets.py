@@ -15,11 +15,6 @@ import pytest
 
 from tests.docs.snippets import EXECUTED, REPO, Block, blocks, doc_files, region
 
-#: Pending: docs/architecture.md is rewritten by the structure work (issue 12) and is not ours to
-#: edit; its two API sketches (the emulator and the hook signatures) are neither regions nor
-#: runnable. This is the one allowance, by file; remove it when that page follows the rule.
-PENDING_ARCHITECTURE_SKETCHES = "docs/architecture.md"
-
 ALL_BLOCKS = [block for doc in doc_files() for block in blocks(doc)]
 PYTHON = [block for block in ALL_BLOCKS if block.language in ("python", "py")]
 COPIES = [block for block in PYTHON if block.region]
@@ -31,8 +26,7 @@ def _ids(items: list[Block]) -> list[str]:
 
 
 def test_every_python_block_is_a_region_of_a_dag_or_executed():
-    unmarked = [block.where for block in PYTHON if block.marker is None
-                and not block.where.startswith(PENDING_ARCHITECTURE_SKETCHES)]
+    unmarked = [block.where for block in PYTHON if block.marker is None]
 
     assert PYTHON and COPIES and EXECUTED_BLOCKS
     assert unmarked == [], ("these blocks are neither a '<!-- snippet: dags/<file>.py <region> -->' copy nor "
