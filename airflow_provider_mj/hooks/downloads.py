@@ -25,7 +25,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_mj import imaging
-from airflow_provider_mj.exceptions import MidjourneyNotFoundError, MidjourneyServerError
+from airflow_provider_mj.exceptions import MidjourneyError, MidjourneyNotFoundError, MidjourneyServerError
 from airflow_provider_mj.hooks.connection import USER_AGENT, MidjourneyConnectionConfig
 from airflow_provider_mj.hooks.redirects import MAX_REDIRECTS, aiohttp_guard, raise_for_redirect, shown_url
 from airflow_provider_mj.hooks.replies import RequestContext, body_snippet, interpret_response
@@ -132,11 +132,11 @@ class ImageReceiver:
             fmt = self._convert_to
             source_type = self._fmt.media_type if self._fmt else None
             if self.split_grid:
-                parts = imaging.split_grid(self._spool, fmt)
+                parts = self._decode(imaging.split_grid, fmt)
                 return [save_bytes(self.destination, f"{self._name}_{n}{fmt.extension}", data, fmt.media_type,
                                    converted_from=source_type if self._fmt is not fmt else None, **extra)
                         for n, data in enumerate(parts, start=1)]
-            data = imaging.convert(self._spool, fmt)
+            data = self._decode(imaging.convert, fmt)
             return save_bytes(self.destination, self._name, data, fmt.media_type, converted_from=source_type,
                               **extra)
         except BaseException:
@@ -145,6 +145,18 @@ class ImageReceiver:
         finally:
             if self._spool is not None:
                 self._spool.close()
+
+    def _decode(self, work: Any, fmt: imaging.ImageFormat) -> Any:
+        """Run a Pillow step on the downloaded image; an image Pillow cannot read is the server's fault."""
+        try:
+            return work(self._spool, fmt)
+        except MidjourneyError:
+            raise
+        except Exception as err:  # Pillow: UnidentifiedImageError, OSError (truncated), ValueError
+            raise MidjourneyServerError(
+                f"The image at {shown_url(self.url)} could not be decoded ({type(err).__name__}: {err}); "
+                "it may be truncated or not an image.", mj_task_id=self.mj_task_id,
+            ) from None
 
     def abort(self) -> None:
         """Leave nothing behind."""

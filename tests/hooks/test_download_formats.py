@@ -116,3 +116,14 @@ def test_split_grid_gives_exactly_the_four_upscales(hook, emu, tmp_path, fmt):
         assert _format(io.BytesIO(saved)) == fmt.upper()
         assert _pixels(saved) == _pixels(reference), f"image {n} differs from U{n}"
         assert part.size_bytes == len(saved) and part.mj_task_id == grid.id
+
+
+def test_split_grid_of_bytes_that_are_not_an_image_is_a_clear_error(canned, make_hook, tmp_path):
+    from airflow_provider_mj.exceptions import MidjourneyServerError
+
+    server = canned()
+    server.reply(200, b"\x00\x01binary-but-no-image" * 8, {"Content-Type": "application/octet-stream"})
+    hook = make_hook(server.base_url, max_retries=0)
+    with pytest.raises(MidjourneyServerError, match="could not be decoded"):
+        hook.download_image(server.base_url + "/img", tmp_path / "grid.png", split_grid=True)
+    assert list(tmp_path.iterdir()) == []
