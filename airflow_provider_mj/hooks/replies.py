@@ -337,6 +337,17 @@ def uncertain_error(ctx: RequestContext, reason: str, **kw: Any) -> MidjourneySu
     )
 
 
+def _answer(code: Any, http_status: int) -> str:
+    """What the server said, in words that do not contradict "not found" (a 200 here meant "no task")."""
+    if code is not None:
+        return f"code {code!r} with HTTP {http_status}"
+    if http_status == 204:
+        return "HTTP 204, no content"
+    if 200 <= http_status < 300:
+        return f"HTTP {http_status} with an empty task (null)"
+    return f"HTTP {http_status}"
+
+
 def _error_for_meaning(
     meaning: str | None,
     *,
@@ -367,7 +378,7 @@ def _error_for_meaning(
             )
         else:
             hint = "the server has no such task"
-        return MidjourneyNotFoundError(f"Not found ({code_text}): {hint}.", **kw)
+        return MidjourneyNotFoundError(f"Not found: {hint} (the server answered {_answer(code, http_status)}).", **kw)
     if meaning == "validation":
         hint = ""
         if ctx.route == "submit/action":

@@ -45,6 +45,22 @@ def test_fetch_of_unknown_id_is_not_found_in_every_form(server, status, body):
         server.hook.fetch_task("1320098173412546")
 
 
+@pytest.mark.parametrize(
+    "status,body,answered",
+    [(200, b"null", "HTTP 200 with an empty task (null)"), (204, b"", "HTTP 204, no content"),
+     (404, b"", "HTTP 404"), (404, {"code": 3, "description": "not found"}, "code 3 with HTTP 404")],
+)
+def test_a_mistyped_id_says_what_the_server_answered_without_contradiction(server, status, body, answered):
+    """'Not found (HTTP 200)' read as a contradiction: the message names the id and the answer."""
+    server.reply(status, body)
+    with pytest.raises(MidjourneyNotFoundError) as caught:
+        server.hook.fetch_task("1320098173412546")
+    message = str(caught.value)
+    assert "task 1320098173412546 does not exist on this server" in message
+    assert f"(the server answered {answered})." in message
+    assert "Not found (" not in message
+
+
 def test_fetch_parses_zero_times_and_progress(server):
     server.reply(200, TASK)
     task = server.hook.fetch_task("1320098173412546")
