@@ -343,6 +343,7 @@ async def poll_task(hook: Any, mj_task_id: str, poll_interval: float) -> AsyncIt
 async def wait_for_terminal(
     hook: Any, mj_task_id: str, *, poll_interval: float, deadline: float | None, on_progress=None,
     coalesce: bool = True, visible_by: float | None = None, progress_every: float | None = None,
+    stop_on_modal: bool = False,
 ) -> MidjourneyTask | None:
     """Wait until the task is terminal; None when the deadline passes first.
 
@@ -356,9 +357,10 @@ async def wait_for_terminal(
     progress change at most every ``progress_every`` seconds (default :data:`PROGRESS_LOG_POLLS`
     poll intervals; 0: every change); see :class:`ProgressThrottle`. Until ``visible_by`` (epoch
     seconds), a "no such task" answer means the job is not visible yet (relays can lag right
-    after a submit) and the wait goes on; after it, or when None, it is raised.
+    after a submit) and the wait goes on; after it, or when None, it is raised. With
+    ``stop_on_modal`` a task read in status MODAL is returned too (it would wait for input forever).
     """
-    from airflow_provider_mj.models import TaskOutcome, task_outcome
+    from airflow_provider_mj.models import TaskOutcome, TaskStatus, task_outcome
 
     loop = asyncio.get_running_loop()
     # One timer for the whole wait (not one asyncio.wait_for task per poll): a waiting trigger
@@ -380,7 +382,8 @@ async def wait_for_terminal(
                 try:
                     async for task in updates:
                         now = loop.time()
-                        finished = task_outcome(task) is not TaskOutcome.RUNNING
+                        finished = task_outcome(task) is not TaskOutcome.RUNNING or (
+                            stop_on_modal and task.status is TaskStatus.MODAL)
                         if finished or throttle.wants(task.raw_status, task.progress, now):
                             throttle.shown(task.raw_status, task.progress, now)
                             if on_progress is not None:

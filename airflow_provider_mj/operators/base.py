@@ -32,7 +32,12 @@ from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
 from airflow_provider_mj.links import MidjourneyImageLink, declare_image_url, push_image_url
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
 from airflow_provider_mj.operators.job_state import MidjourneyJobState, fingerprint
-from airflow_provider_mj.triggers.midjourney import DEFAULT_MAX_WAIT, MidjourneyTaskTrigger, task_from_event
+from airflow_provider_mj.triggers.midjourney import (
+    DEFAULT_MAX_WAIT,
+    EVENT_MODAL,
+    MidjourneyTaskTrigger,
+    task_from_event,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -163,11 +168,14 @@ class BaseMidjourneySubmitOperator(MidjourneyHookMixin, BaseOperator):
         self._job_state.remember(mj_task_id, self._request)
         context["ti"].xcom_push(key=MJ_TASK_ID_XCOM_KEY, value=mj_task_id)
 
-    def execute(self, context: Context) -> Any:
-        declare_image_url(context["ti"])
+    def _prepare(self, context: Context) -> None:
         self.validate()
         self._request = fingerprint({"endpoint": self.endpoint, **self.request_inputs()})
         self._job_state = MidjourneyJobState(context, self.log, enabled=self.durable)
+
+    def execute(self, context: Context) -> Any:
+        declare_image_url(context["ti"])
+        self._prepare(context)
 
         earlier = self._job_state.recall(self.hook, self._request)
         if earlier is not None:
@@ -199,18 +207,8 @@ class BaseMidjourneySubmitOperator(MidjourneyHookMixin, BaseOperator):
         if not self.wait_for_completion:
             return mj_task_id
         if self.deferrable:
-            self.defer(
-                trigger=MidjourneyTaskTrigger(
-                    mj_task_id=mj_task_id,
-                    midjourney_conn_id=self.midjourney_conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                    prompt=self.prompt_for_messages(),
-                    visible_by=self._job_state.visible_by,
-                ),
-                method_name="execute_complete",
-                timeout=self.deferral_timeout(context),
-            )
+            self._defer(context, mj_task_id, deadline, visible_by=self._job_state.visible_by,
+                        modal_ends_wait=self.modal_may_be_hidden)
         shown: list[str] = []
 
         def show_preview(task: MidjourneyTask) -> None:
@@ -223,8 +221,40 @@ class BaseMidjourneySubmitOperator(MidjourneyHookMixin, BaseOperator):
                                        visible_by=self._job_state.visible_by, on_progress=show_preview)
         return self._finish(context, task)
 
+    def _defer(self, context: Context, mj_task_id: str, deadline: float, *, visible_by: float | None = None,
+               modal_ends_wait: bool = False) -> None:
+        self.defer(
+            trigger=MidjourneyTaskTrigger(
+                mj_task_id=mj_task_id,
+                midjourney_conn_id=self.midjourney_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=deadline,
+                prompt=self.prompt_for_messages(),
+                visible_by=visible_by,
+                modal_ends_wait=modal_ends_wait,
+            ),
+            method_name="execute_complete",
+            timeout=self.deferral_timeout(context),
+        )
+
+    #: Set by :meth:`submit` when the reply may hide a MODAL task: the trigger then looks for it.
+    modal_may_be_hidden: bool = False
+
+    def complete_modal(self, context: Context, task: MidjourneyTask) -> str:
+        """The trigger found ``task`` waiting in MODAL: send its input; return the id to wait for."""
+        raise MidjourneyServerError(f"Midjourney task {task.id} waits in MODAL, which {self.endpoint} never opens",
+                                    mj_task_id=task.id)
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: the finished task dict, or the error it reported."""
+        if isinstance(event, dict) and event.get("status") == EVENT_MODAL:
+            # The triggerer's first polls found the MODAL task a relay's code 1 hid: complete it and
+            # wait again, on the triggerer, to the same deadline.
+            task = task_from_event(event)
+            self._prepare(context)
+            mj_task_id = self.complete_modal(context, task)
+            deadline = event.get("deadline") or time.time() + (self.timeout or DEFAULT_MAX_WAIT)
+            self._defer(context, mj_task_id, float(deadline))
         try:
             task = task_from_event(event)
         except MidjourneyTimeoutError as err:

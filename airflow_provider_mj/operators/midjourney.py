@@ -207,14 +207,18 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
             self._parent_id, custom_id, enable_remix=self.enable_remix,
             choose_same_channel=self.choose_same_channel, state=self.state, notify_hook=self.notify_hook,
         )
-        if code21.may_hide_modal(result, custom_id, self.enable_remix) and code21.waits_in_modal(
-            self.hook.fetch_task, result.mj_task_id,
-            within=min(self.MODAL_PROBE_SECONDS, self.timeout or self.MODAL_PROBE_SECONDS),
-            poll_interval=self.poll_interval,
-        ):
-            self.log.info("Midjourney answered code %s, but task %s waits in MODAL (a relay rewrote code 21).",
-                          result.code, result.mj_task_id)
-            result = code21.as_modal(result)
+        if code21.may_hide_modal(result, custom_id, self.enable_remix):
+            if self.deferrable and self.wait_for_completion:
+                # No worker sleeps to look: the trigger's polls tell a MODAL task from a running job.
+                self.modal_may_be_hidden = True
+            elif code21.waits_in_modal(
+                self.hook.fetch_task, result.mj_task_id,
+                within=min(self.MODAL_PROBE_SECONDS, self.timeout or self.MODAL_PROBE_SECONDS),
+                poll_interval=self.poll_interval,
+            ):
+                self.log.info("Midjourney answered code %s, but task %s waits in MODAL (a relay rewrote code 21).",
+                              result.code, result.mj_task_id)
+                result = code21.as_modal(result)
         if not result.needs_modal or not result.mj_task_id:
             return result
         # The MODAL task exists and is billed once completed: publish and remember it first.
@@ -223,6 +227,10 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
         if modal is not None and modal.mj_task_id:
             return modal
         return result
+
+    def complete_modal(self, context: Context, task: MidjourneyTask) -> str:
+        self.log.info("Midjourney task %s waits in MODAL (a relay rewrote code 21).", task.id)
+        return self.resume(context, task)
 
     def resume(self, context: Context, task: MidjourneyTask) -> str:
         if task.raw_status.upper() != "MODAL":

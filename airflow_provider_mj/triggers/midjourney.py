@@ -3,7 +3,7 @@
 :class:`MidjourneyTaskTrigger` polls the task through the hook's async path until it is finished,
 failed, or past its deadline, and fires exactly one :class:`~airflow.triggers.base.TriggerEvent`::
 
-    {"status": "success" | "failed" | "timeout" | "error",
+    {"status": "success" | "failed" | "timeout" | "error" | "modal",
      "mj_task_id": "1320098173412546",
      "task": {...the task as the API returned it...} | None,
      "message": "human readable summary",
@@ -29,7 +29,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyTaskFailedError,
     MidjourneyTimeoutError,
 )
-from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, task_outcome
+from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, TaskStatus, task_outcome
 
 #: A trigger without a deadline still stops after this long (seconds): it never polls forever.
 DEFAULT_MAX_WAIT = 24 * 3600.0
@@ -38,6 +38,8 @@ EVENT_SUCCESS = "success"
 EVENT_FAILED = "failed"
 EVENT_TIMEOUT = "timeout"
 EVENT_ERROR = "error"
+#: The task waits in MODAL (only with ``modal_ends_wait``): the operator must send its modal input.
+EVENT_MODAL = "modal"
 
 
 def task_failed_error(task: MidjourneyTask, prompt: str | None = None) -> MidjourneyTaskFailedError:
@@ -52,7 +54,9 @@ def task_from_event(event: dict[str, Any] | None) -> MidjourneyTask:
     * ``failed`` -> :class:`MidjourneyTaskFailedError` (not retried by Airflow);
     * ``timeout`` -> :class:`MidjourneyTimeoutError` (retried; the next try re-attaches to the job);
     * ``error`` -> the same :class:`MidjourneyError` subclass the trigger hit (so fatal stays
-      fatal and transient stays retryable), or a plain :class:`MidjourneyError`.
+      fatal and transient stays retryable), or a plain :class:`MidjourneyError`;
+    * ``modal`` -> the task, in status MODAL (a trigger with ``modal_ends_wait``): the caller sends
+      the modal input.
     """
     if not isinstance(event, dict):
         raise MidjourneyError(f"The Midjourney trigger sent no usable event: {event!r}")
@@ -61,7 +65,7 @@ def task_from_event(event: dict[str, Any] | None) -> MidjourneyTask:
     message = str(event.get("message") or "")
     task_data = event.get("task")
     task = MidjourneyTask.from_api(task_data) if isinstance(task_data, dict) else None
-    if status == EVENT_SUCCESS and task is not None:
+    if status in (EVENT_SUCCESS, EVENT_MODAL) and task is not None:
         return task
     if status == EVENT_FAILED and task is not None:
         raise task_failed_error(task)
@@ -108,12 +112,15 @@ class MidjourneyTaskTrigger(BaseTrigger):
         (a relay lagging right after the submit) and the wait goes on. None: not found is an error.
     :param progress_log_interval: seconds between two progress lines of the same status. None
         (default): four poll intervals; 0: log every progress change.
+    :param modal_ends_wait: end the wait with a ``modal`` event when the task is read in status
+        MODAL (it would wait for input forever). The action operator sets it when a relay's code 1
+        may hide a code 21, so that the triggerer, not a sleeping worker, looks for the modal.
     """
 
     # A triggerer may hold thousands of these while they wait: no per-instance __dict__ beyond
     # BaseTrigger's own.
     __slots__ = ("mj_task_id", "midjourney_conn_id", "poll_interval", "deadline", "prompt", "coalesce",
-                 "visible_by", "progress_log_interval")
+                 "visible_by", "progress_log_interval", "modal_ends_wait")
 
     def __init__(
         self,
@@ -125,6 +132,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         coalesce: bool = True,
         visible_by: float | None = None,
         progress_log_interval: float | None = None,
+        modal_ends_wait: bool = False,
     ) -> None:
         super().__init__()
         self.mj_task_id = str(mj_task_id)
@@ -135,6 +143,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         self.coalesce = bool(coalesce)
         self.visible_by = float(visible_by) if visible_by is not None else None
         self.progress_log_interval = float(progress_log_interval) if progress_log_interval is not None else None
+        self.modal_ends_wait = bool(modal_ends_wait)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -148,6 +157,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
                 "coalesce": self.coalesce,
                 "visible_by": self.visible_by,
                 "progress_log_interval": self.progress_log_interval,
+                "modal_ends_wait": self.modal_ends_wait,
             },
         )
 
@@ -210,12 +220,17 @@ class MidjourneyTaskTrigger(BaseTrigger):
         task = await wait_for_terminal(
             hook, self.mj_task_id, poll_interval=self.poll_interval, deadline=deadline, on_progress=on_progress,
             coalesce=self.coalesce, visible_by=self.visible_by, progress_every=self.progress_log_interval,
+            stop_on_modal=self.modal_ends_wait,
         )
         if task is None:
             return self._timeout_event(last_task[0] if last_task else None)
         return self._finished_event(task)
 
     def _finished_event(self, task: MidjourneyTask) -> TriggerEvent:
+        if self.modal_ends_wait and task.status is TaskStatus.MODAL:
+            event = self._event(EVENT_MODAL, f"Midjourney task {self.mj_task_id} waits for modal input", task)
+            event.payload["deadline"] = self.deadline  # the operator waits again, to the same deadline
+            return event
         if task_outcome(task) is TaskOutcome.SUCCEEDED:
             return self._event(EVENT_SUCCESS, f"Midjourney task {self.mj_task_id} succeeded", task)
         return self._event(EVENT_FAILED, str(task_failed_error(task, self.prompt)), task)

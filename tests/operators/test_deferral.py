@@ -88,3 +88,66 @@ def test_execution_timeout_holds_while_deferred(request, mj_connection, run_dag,
             assert timedelta(minutes=9) < msg.trigger_timeout <= execution_timeout
         # The job's own timeout stays the trigger's deadline, alongside.
         assert 3500 < msg.trigger_kwargs["deadline"] - time.time() <= 3600
+
+
+def _record_modal_probes(monkeypatch) -> list:
+    """Calls of the worker-side MODAL probe (it sleeps between its reads)."""
+    from airflow_provider_mj import code21
+
+    calls: list = []
+    real = code21.waits_in_modal
+
+    def recording(*args, **kwargs):
+        calls.append(args[1] if len(args) > 1 else kwargs.get("mj_task_id"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(code21, "waits_in_modal", recording)
+    return calls
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
+def test_a_modal_hidden_by_a_relay_is_found_by_the_triggerer_when_deferrable(request, mj_connection, run_dag,
+                                                                            monkeypatch, deferrable):
+    # The relay dialect answers a remix with code 1 while its task waits in MODAL.
+    from airflow_provider_mj.operators import MidjourneyActionOperator
+    from tests.helpers import record_inline_triggers, xcom_value
+
+    mj_connection.configure(dialect="relay")
+    probes = _record_modal_probes(monkeypatch)
+    triggers = record_inline_triggers(monkeypatch)
+    with make_dag(unique_dag_id(request)) as dag:
+        imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
+        vary = MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3", enable_remix=True,
+                                        modal_prompt="a harbour at night", deferrable=deferrable, **FAST)
+        imagine >> vary
+    dr = run_dag(dag)
+
+    assert {k: ti.state for k, ti in task_instances(dr).items()} == {"imagine": "success", "vary": "success"}
+    varied = xcom_value(dr, "vary")
+    assert varied["action"] == "VARIATION" and varied["prompt"] == "a harbour at night"
+    assert mj_connection.counters()["submits"].get("modal") == 1
+    if deferrable:
+        assert probes == [], "a deferrable task must not sleep in its worker to look for the modal"
+        assert triggers == ["MidjourneyTaskTrigger", "MidjourneyTaskTrigger"]  # find the modal, then the job
+    else:
+        assert len(probes) == 1 and triggers == []
+
+
+def test_a_hidden_modal_without_modal_input_fails_naming_it_when_deferrable(request, mj_connection, run_dag,
+                                                                            monkeypatch, capfd):
+    from airflow_provider_mj.operators import MidjourneyActionOperator
+
+    mj_connection.configure(dialect="relay")
+    probes = _record_modal_probes(monkeypatch)
+    with make_dag(unique_dag_id(request)) as dag:
+        imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
+        vary = MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3", enable_remix=True,
+                                        deferrable=True, retries=2, **FAST)
+        imagine >> vary
+    dr = run_dag(dag)
+    out = capfd.readouterr()
+
+    ti = task_instances(dr)["vary"]
+    assert ti.state == "failed" and ti.try_number == 1
+    assert "MidjourneyModalRequiredError" in out.out + out.err and "MidjourneyModalOperator(" in out.out + out.err
+    assert probes == [] and mj_connection.counters()["submits"].get("modal", 0) == 0
