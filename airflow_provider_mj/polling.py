@@ -129,14 +129,14 @@ class _Subscription:
         self._value = value
         self._event.set()
 
-    async def next(self) -> MidjourneyTask:
+    async def next(self) -> TaskReading:
         await self._event.wait()
         self._event.clear()
         value, self._value = self._value, None  # hold nothing while waiting for the next one
         if isinstance(value, BaseException):
             raise value
         assert value is not None
-        return value.task()
+        return value
 
 
 class TaskPoller:
@@ -187,9 +187,11 @@ class TaskPoller:
     def subscribed_ids(self) -> set[str]:
         return set(self._subscribers)
 
-    async def watch(self, mj_task_id: str, throttle: ProgressThrottle | None = None) -> AsyncIterator[MidjourneyTask]:
+    async def watch(self, mj_task_id: str, throttle: ProgressThrottle | None = None) -> AsyncIterator[TaskReading]:
         """Yield the task when the poller first reads it and whenever it changes, until the caller
-        stops iterating (a read identical to the previous one is not yielded again).
+        stops iterating (a read identical to the previous one is not yielded again). Each is a
+        :class:`~airflow_provider_mj.hooks.replies.TaskReading` (``id``, ``raw_status``,
+        ``status``, ``progress``); its ``task()`` builds the full model when one is needed.
 
         With a ``throttle``, only readings it :meth:`~ProgressThrottle.wants` are yielded (the
         caller records what it shows with :meth:`~ProgressThrottle.shown`). Errors always are.
@@ -352,8 +354,9 @@ async def wait_for_terminal(
     task alone with :func:`poll_task`. Either way :func:`~airflow_provider_mj.models.task_outcome`
     decides when the task is done.
 
-    ``deadline`` is epoch seconds. ``on_progress(task)`` is called for the readings worth a log
-    line (``IN_PROGRESS 45%``): the first, every status change (the final one included), and a
+    ``deadline`` is epoch seconds. ``on_progress(reading)`` is called for the readings worth a log
+    line (``IN_PROGRESS 45%``; a reading has ``raw_status``, ``status`` and ``progress``, and
+    :func:`as_task` makes the full model of it): the first, every status change (the final one included), and a
     progress change at most every ``progress_every`` seconds (default :data:`PROGRESS_LOG_POLLS`
     poll intervals; 0: every change); see :class:`ProgressThrottle`. Until ``visible_by`` (epoch
     seconds), a "no such task" answer means the job is not visible yet (relays can lag right
@@ -389,7 +392,7 @@ async def wait_for_terminal(
                             if on_progress is not None:
                                 on_progress(task)
                         if finished:  # the final line is always shown, whatever the throttle says
-                            return task
+                            return as_task(task)
                 except MidjourneyNotFoundError:
                     if not not_visible_yet(visible_by):
                         raise
@@ -399,3 +402,8 @@ async def wait_for_terminal(
                     await updates.aclose()
     except TimeoutError:
         return None
+
+
+def as_task(reading: TaskReading | MidjourneyTask) -> MidjourneyTask:
+    """The full task model of what a wait saw (a poller's reading, or a task a fetch returned)."""
+    return reading.task() if isinstance(reading, TaskReading) else reading

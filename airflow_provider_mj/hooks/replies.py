@@ -50,7 +50,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneySubmitUncertainError,
     MidjourneyValidationError,
 )
-from airflow_provider_mj.models import MidjourneyTask, SubmitResult
+from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskStatus
 
 #: Relay error names (string ``code``) by the error they mean. Anything else is judged by status.
 _NAMED_CODES: dict[str, str] = {
@@ -234,6 +234,11 @@ class TaskReading:
         """A reading of an already parsed task (a single fetch)."""
         raw = msgspec.json.encode(task.raw) if task.raw else None
         return cls(task.id, task.raw_status, task.progress, raw, task=task)
+
+    @property
+    def status(self) -> TaskStatus:
+        """The parsed status, as :attr:`MidjourneyTask.status` (enough for ``task_outcome``)."""
+        return TaskStatus.parse(self.raw_status)
 
     def task(self) -> MidjourneyTask:
         """The full task model (built on first call), exactly as the ``"tasks"`` kind reads it."""

@@ -196,7 +196,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
             await hook.aclose()
 
     async def _poll(self, hook: Any) -> TriggerEvent:
-        from airflow_provider_mj.polling import wait_for_terminal
+        from airflow_provider_mj.polling import as_task, wait_for_terminal
 
         deadline = self.deadline if self.deadline is not None else time.time() + DEFAULT_MAX_WAIT
         if time.time() >= deadline:
@@ -206,9 +206,9 @@ class MidjourneyTaskTrigger(BaseTrigger):
                 return self._timeout_event(task)
             return self._finished_event(task)
 
-        last_task: list[MidjourneyTask] = []
+        last_task: list[Any] = []  # the last reading logged: its full model only if it times out
 
-        def on_progress(task: MidjourneyTask) -> None:
+        def on_progress(task: Any) -> None:
             last_task[:] = [task]
             self.log.info("Midjourney task %s: %s %s", self.mj_task_id,
                           task.raw_status or task.status.value, task.progress)
@@ -223,7 +223,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
             stop_on_modal=self.modal_ends_wait,
         )
         if task is None:
-            return self._timeout_event(last_task[0] if last_task else None)
+            return self._timeout_event(as_task(last_task[0]) if last_task else None)
         return self._finished_event(task)
 
     def _finished_event(self, task: MidjourneyTask) -> TriggerEvent:
