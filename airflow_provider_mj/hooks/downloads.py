@@ -256,8 +256,8 @@ async def adownload(hook: Any, url: str, mj_task_id: str | None, destination: An
 
     from airflow_provider_mj.hooks.transport import _aiohttp_failure
 
+    config = await hook.aget_config()  # the hook's own, current connection (the shared session holds none)
     entry = await hook._aentry()
-    config = entry.config
     target = destination if isinstance(destination, Destination) else await asyncio.to_thread(
         Destination, destination)
     headers = _request_headers(config, url)
