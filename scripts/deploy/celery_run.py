@@ -75,7 +75,6 @@ def check_components(dep, check: CheckBook, triggerer_jobs: dict[int, Any]) -> N
 
 
 def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int, Any]) -> None:
-    check = CheckBook(dep.report)
     size, interval = args.burst_size, args.burst_poll_interval
     api.wait_parsed(BURST_DAG, dep)
     if args.burst_pool_slots > 0:
@@ -122,11 +121,20 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
     dep.report["timings"]["burst_run_s"] = round(time.monotonic() - t0, 1)
     log(f"{BURST_DAG} finished: {run['state']} in {time.monotonic() - t0:.0f}s")
     fo.pop("start", None)
-    dep.report["burst"] = {"run_id": run_id, "states": states, "failover": fo, "peak_pool_occupancy": peak_pool,
-                           "triggers": history, "counters_before": before, "counters_after": after}
+    dep.report["burst"] = {"run_id": run_id, "state": run["state"], "states": states, "failover": fo,
+                           "peak_pool_occupancy": peak_pool, "triggers": history, "seen_deferred": sorted(seen_deferred),
+                           "kill_at": kill_at, "counters_before": before, "counters_after": after,
+                           "celery_tasks_received": _delta(received_before, received_counts(dep))}
+    _check_burst(dep, api, args, triggerer_jobs)
 
+
+def _check_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int, Any]) -> None:
+    check = CheckBook(dep.report)
+    b = dep.report["burst"]
+    size, run_id, states, fo, history = args.burst_size, b["run_id"], b["states"], b["failover"], b["triggers"]
+    before, after, seen_deferred, kill_at = b["counters_before"], b["counters_after"], set(b["seen_deferred"]), b["kill_at"]
     tries = {ti_key(ti): ti["try_number"] for ti in api.task_instances(BURST_DAG, run_id)}
-    check("burst: run succeeded", run["state"] == "success", run["state"])
+    check("burst: run succeeded", b["state"] == "success", b["state"])
     check(f"burst: all {size} mapped imagines succeeded on their first try",
           len(states) == size and all(s == "success" for s in states.values()) and set(tries.values()) == {1},
           {"states": states, "tries": tries})
@@ -151,7 +159,7 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
             events = api.task_log(BURST_DAG, run_id, task_id, 1, map_index)
             jobs = sorted({int(e.rsplit(".trigger.", 1)[1].split(".")[0])
                            for e in events if ".trigger." in e and e.endswith(".log")})
-            dep.report["burst"]["sample_trigger_log_jobs"] = {"key": key, "jobs": jobs}
+            b["sample_trigger_log_jobs"] = {"key": key, "jobs": jobs}
             check("burst: the task log of a taken-over imagine has a trigger part from the surviving triggerer "
                   "(REST API)", survivor in jobs, {"key": key, "trigger_log_files_from_jobs": jobs})
 
@@ -161,16 +169,14 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
     check(f"burst: the emulator counted each of the {size} prompts submitted exactly once",
           {k: v for k, v in by_state.items() if k.startswith("burst-")} == expected and imagine_delta == size,
           {"submits_by_state": by_state, "imagine_submits": imagine_delta})
-    codes = _delta(before.get("submit_codes", {}), after.get("submit_codes", {}))
-    dep.report["burst"]["submit_codes"] = codes
+    b["submit_codes"] = codes = _delta(before.get("submit_codes", {}), after.get("submit_codes", {}))
     log(f"burst submit codes: {codes} (23 = account queue full, refused)")
-    received = _delta(received_before, received_counts(dep))
-    dep.report["burst"]["celery_tasks_received"] = received
+    received, peak_pool = b["celery_tasks_received"], b["peak_pool_occupancy"]
     if args.burst_pool_slots > 0:
         check(f"burst: the pool's {args.burst_pool_slots} slots (include_deferred) held across both Celery workers",
               0 < peak_pool <= args.burst_pool_slots and len(received) == 2 and all(v > 0 for v in received.values()),
               {"peak_occupancy": peak_pool, "celery_tasks_received": received})
-    _coalescing_report(dep, fo, interval, check)
+    _coalescing_report(dep, fo, args.burst_poll_interval, check)
 
 
 def _occupy_account(dep, args: argparse.Namespace) -> None:
