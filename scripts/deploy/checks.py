@@ -16,6 +16,8 @@ from .processes import die_with_parent
 
 #: Labels our connection type adds to the connection form (get_provider_info.CONNECTION_FIELDS + relabeling).
 EXPECTED_CONN_LABELS = ["Base URL", "API Key", "Auth header style", "Speed mode"]
+#: The auth-style field and the default the form must show selected (not Airflow's masked "Select Value").
+AUTH_STYLE_FIELD = {"label": "Auth header style", "default": "bearer"}
 
 
 def check_loopback_only(dep) -> None:
@@ -53,6 +55,7 @@ def run_browser(dep, args: argparse.Namespace, chromium: str, node: str) -> None
         "expectedLink": dep.report.get("image_url"),
         "connType": "midjourney",
         "expectedLabels": EXPECTED_CONN_LABELS,
+        "authStyle": AUTH_STYLE_FIELD,
         "chromium": chromium,
         "userDataDir": str(dep.tmp / "chromium-profile"),
         "artifacts": str(artifacts),

@@ -92,6 +92,7 @@ def test_browser_ui(deployment):
         "logged into the UI",
         "connection type 'midjourney' is offered",
         "connection form shows our fields: Base URL, API Key, Auth header style, Speed mode",
+        "connection form shows 'bearer' preselected for Auth header style",
         "task instance shows the 'Midjourney image' extra link",
         "the extra link points at the image",
         "the extra link opens a PNG image",

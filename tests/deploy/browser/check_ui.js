@@ -96,6 +96,25 @@ async function main() {
     const missing = cfg.expectedLabels.filter((want) => ![...seen].some((l) => l === want));
     check('connection form shows our fields: ' + cfg.expectedLabels.join(', '), missing.length === 0,
       { missing, visible: [...seen] });
+    // The auth style shows its default selected. Under a name Airflow masks as a secret (the old
+    // 'auth_header') the select showed "Select Value" instead.
+    if (cfg.authStyle) {
+      const field = dialog.locator('div')
+        .filter({ has: page.getByText(cfg.authStyle.label, { exact: true }) })
+        .filter({ has: page.getByRole('combobox') })
+        .last();
+      // The combobox is the select's search input; the chosen value (or the "Select Value"
+      // placeholder) is the text of its nearest ancestor that has any.
+      const shown = await field.getByRole('combobox').first().evaluate((el) => {
+        for (let n = el.parentElement; n; n = n.parentElement) {
+          const text = (n.innerText || '').trim();
+          if (text) return text;
+        }
+        return '';
+      });
+      check(`connection form shows '${cfg.authStyle.default}' preselected for ${cfg.authStyle.label}`,
+        shown.toLowerCase() === cfg.authStyle.default, { shown });
+    }
     await page.keyboard.press('Escape');
 
     // 3. The finished imagine task instance has the "Midjourney image" extra link.
