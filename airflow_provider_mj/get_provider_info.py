@@ -27,7 +27,7 @@ CONNECTION_FIELDS: dict[str, dict] = {
     },
     "timeout": {
         "label": "Request timeout (seconds)",
-        "description": "Per HTTP request, not per Midjourney job.",
+        "description": "The whole of one HTTP request (connect, send, read the reply), not a Midjourney job.",
         "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
     },
     "max_retries": {

@@ -56,7 +56,7 @@ class MidjourneyConnectionConfig:
     auth_style: str = AUTH_BEARER
     #: ``"fast"``, ``"relax"``, ``"turbo"`` or None (plain ``/mj``: the account default).
     speed_mode: str | None = None
-    #: Seconds per HTTP request (connect and each read).
+    #: Seconds one HTTP request may take as a whole (connecting, sending and reading the reply).
     timeout: float = 30.0
     #: Retries of one HTTP call (see the module docstring for which failures qualify).
     max_retries: int = 5

@@ -418,7 +418,9 @@ class MidjourneyHook(MidjourneyBaseHook):
         failures = 0
         while True:
             try:
-                task = self.fetch_task(mj_task_id)
+                # Each fetch (its retries included) ends by the deadline, however slowly it is answered.
+                task = self._call("GET", self._fetch_route(mj_task_id), "task", mj_task_id=mj_task_id,
+                                  deadline=deadline)
                 failures = 0
             except MidjourneyNotFoundError:
                 if not not_visible_yet(visible_by):

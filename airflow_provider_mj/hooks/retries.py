@@ -41,6 +41,7 @@ connections it can see are closed before reusing them, which makes this a narrow
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,7 @@ def retrying(
     log: Any,
     sleep: Callable[[float], Any],
     is_async: bool = False,
+    deadline: float | None = None,
 ) -> Retrying | AsyncRetrying:
     """The retry controller for one request: call it with the function that sends the request once.
 
@@ -108,6 +110,8 @@ def retrying(
     :param log: the logger of that line (the hook's).
     :param sleep: waits between tries: the hook's injectable ``_sleep`` (or async ``_asleep``).
     :param is_async: build an :class:`~tenacity.AsyncRetrying` (``await policy(send_once)``).
+    :param deadline: epoch seconds (a wait's deadline): no retry starts at or after it, so a wait
+        gives up on time rather than after the whole backoff.
     :return: ``policy(send_once)`` returns what ``send_once`` returns, or raises its last error as is.
     """
 
@@ -123,10 +127,13 @@ def retrying(
         log.warning("%s failed (%s); retry %d of %d in %.2fs.", what, short_reason(err), state.attempt_number,
                     config.max_retries, state.upcoming_sleep)
 
+    def past_deadline(state: RetryCallState) -> bool:
+        return deadline is not None and time.time() + (state.upcoming_sleep or 0.0) >= deadline
+
     controller = AsyncRetrying if is_async else Retrying
     return controller(
         sleep=sleep,
-        stop=stop_after_attempt(config.max_retries + 1),
+        stop=stop_after_attempt(config.max_retries + 1) | past_deadline,
         retry=retry_if_exception(may_retry),
         wait=wait,
         before_sleep=log_retry,

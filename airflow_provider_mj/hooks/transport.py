@@ -37,6 +37,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyConnectionError,
     MidjourneyError,
 )
+from airflow_provider_mj.hooks.deadlines import WholeRequestTimeout, client_timeout, read_body_within, request_budget
 from airflow_provider_mj.hooks.connection import (
     USER_AGENT,
     MidjourneyConnectionConfig,
@@ -339,21 +340,25 @@ class MidjourneyBaseHook(BaseHook):
         json_body: dict[str, Any] | None = None,
         mj_task_id: str | None = None,
         prompt: str | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Send one request (retrying per the policy) and interpret the reply.
 
-        A 401/403 re-reads the connection once: if it changed (a rotated key), the request is sent
-        again with the current config before the refusal is reported.
+        Each try is bounded as a whole by the connection's ``timeout``, and by ``deadline`` (epoch
+        seconds, a wait's) if given: no try outlives it and no retry starts after it
+        (:mod:`~airflow_provider_mj.hooks.deadlines`). A 401/403 re-reads the connection once: if
+        it changed (a rotated key), the request is sent again with the current config before the
+        refusal is reported.
         """
         config = self.config
+        options = {"json_body": json_body, "mj_task_id": mj_task_id, "prompt": prompt, "deadline": deadline}
         try:
-            return self._send(config, method, route, kind, json_body=json_body, mj_task_id=mj_task_id,
-                              prompt=prompt)
+            return self._send(config, method, route, kind, **options)
         except MidjourneyError as err:
             fresh = self._reread_after_refusal(config, err)
             if fresh is None:
                 raise
-        return self._send(fresh, method, route, kind, json_body=json_body, mj_task_id=mj_task_id, prompt=prompt)
+        return self._send(fresh, method, route, kind, **options)
 
     def _send(
         self,
@@ -365,18 +370,24 @@ class MidjourneyBaseHook(BaseHook):
         json_body: dict[str, Any] | None = None,
         mj_task_id: str | None = None,
         prompt: str | None = None,
+        deadline: float | None = None,
     ) -> Any:
         session = self.get_conn()
         url = config.url(route)
         ctx = self._ctx(kind, route, mj_task_id=mj_task_id, prompt=prompt)
 
         def send_once() -> Any:
+            budget = request_budget(config.timeout, deadline)
+            ends_at = time.monotonic() + budget
             try:
                 response = session.request(
-                    method, url, json=json_body, headers=config.headers(),
-                    timeout=(config.timeout, config.timeout), allow_redirects=follows_redirects(method),
+                    method, url, json=json_body, headers=config.headers(), timeout=(budget, budget),
+                    allow_redirects=follows_redirects(method), stream=True,
                 )
-                status, headers, body = response.status_code, response.headers, response.content
+                status, headers = response.status_code, response.headers
+                body = read_body_within(response, ends_at)
+            except WholeRequestTimeout as err:
+                raise _connection_error(ctx, err, sent=True, timed_out=True) from None
             except Exception as err:
                 import requests
 
@@ -390,7 +401,7 @@ class MidjourneyBaseHook(BaseHook):
             )
 
         policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
-                          sleep=self._sleep)
+                          sleep=self._sleep, deadline=deadline)
         return policy(send_once)
 
     # -- async transport ------------------------------------------------------------------------
@@ -451,17 +462,19 @@ class MidjourneyBaseHook(BaseHook):
         json_body: dict[str, Any] | None = None,
         mj_task_id: str | None = None,
         retry: bool = True,
+        deadline: float | None = None,
     ) -> Any:
-        """Async :meth:`_call`: one request on the loop's shared session, the same 401/403 re-read."""
+        """Async :meth:`_call`: one request on the loop's shared session, the same whole-request
+        bound (aiohttp's total timeout) and the same 401/403 re-read."""
         config = await self.aget_config()
+        options = {"json_body": json_body, "mj_task_id": mj_task_id, "retry": retry, "deadline": deadline}
         try:
-            return await self._asend(config, method, route, kind, json_body=json_body, mj_task_id=mj_task_id,
-                                     retry=retry)
+            return await self._asend(config, method, route, kind, **options)
         except MidjourneyError as err:
             fresh = await self._areread_after_refusal(config, err)
             if fresh is None:
                 raise
-        return await self._asend(fresh, method, route, kind, json_body=json_body, mj_task_id=mj_task_id, retry=retry)
+        return await self._asend(fresh, method, route, kind, **options)
 
     async def _asend(
         self,
@@ -473,6 +486,7 @@ class MidjourneyBaseHook(BaseHook):
         json_body: dict[str, Any] | None = None,
         mj_task_id: str | None = None,
         retry: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         import aiohttp
 
@@ -480,9 +494,9 @@ class MidjourneyBaseHook(BaseHook):
         url = config.url(route)
         ctx = RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
                              secret=config.api_key)
-        timeout = aiohttp.ClientTimeout(total=None, connect=config.timeout, sock_read=config.timeout)
 
         async def send_once() -> Any:
+            timeout = client_timeout(request_budget(config.timeout, deadline))
             try:
                 async with entry.session.request(
                     method, url, json=json_body, headers=config.headers(), timeout=timeout,
@@ -501,5 +515,5 @@ class MidjourneyBaseHook(BaseHook):
         if not retry:
             return await send_once()
         policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
-                          sleep=self._asleep, is_async=True)
+                          sleep=self._asleep, is_async=True, deadline=deadline)
         return await policy(send_once)

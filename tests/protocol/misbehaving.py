@@ -27,8 +27,9 @@ TASK_ID = "1320098173412546"
 class TrickleServer:
     """Every request is answered 200 with ``body``, one byte per ``interval`` seconds.
 
-    ``requests`` counts the requests seen. A connection whose client gave up is dropped quietly;
-    the trickle of one reply never lasts more than ``max_seconds`` (a bounded test server).
+    ``requests`` counts the requests seen; ``hangups`` lists, per reply the client abandoned, how
+    many bytes it had been sent by then (a client that gives up early hung up after a few bytes).
+    The trickle of one reply never lasts more than ``max_seconds`` (a bounded test server).
     """
 
     def __init__(self, body: Any, *, interval: float = 1.0, max_seconds: float = 20.0) -> None:
@@ -36,6 +37,7 @@ class TrickleServer:
         self.interval = interval
         self.max_seconds = max_seconds
         self.requests = 0
+        self.hangups: list[int] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,15 +54,17 @@ class TrickleServer:
                 self.end_headers()
                 self.wfile.flush()
                 started = time.monotonic()
+                sent = 0
                 try:
                     for i in range(len(server.payload)):
                         if time.monotonic() - started > server.max_seconds:
                             break
                         self.wfile.write(server.payload[i:i + 1])
                         self.wfile.flush()
+                        sent += 1
                         time.sleep(server.interval)
                 except (BrokenPipeError, ConnectionResetError, socket.timeout):
-                    pass
+                    server.hangups.append(sent)
                 self.close_connection = True
 
             do_GET = _answer
