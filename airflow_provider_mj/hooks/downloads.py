@@ -28,7 +28,8 @@ from airflow_provider_mj import imaging
 from airflow_provider_mj.exceptions import MidjourneyError, MidjourneyNotFoundError, MidjourneyServerError
 from airflow_provider_mj.hooks.connection import USER_AGENT, MidjourneyConnectionConfig
 from airflow_provider_mj.hooks.redirects import MAX_REDIRECTS, aiohttp_guard, raise_for_redirect, shown_url
-from airflow_provider_mj.hooks.replies import RequestContext, body_snippet, interpret_response
+from airflow_provider_mj.hooks.errors import RequestContext, body_snippet
+from airflow_provider_mj.hooks.replies import interpret_response
 from airflow_provider_mj.hooks.retries import retrying
 from airflow_provider_mj.hooks.storage import Destination, ImageWriter, SavedImage, open_writer, save_bytes
 

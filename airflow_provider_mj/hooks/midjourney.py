@@ -34,13 +34,8 @@ from airflow_provider_mj.exceptions import (
 )
 from airflow_provider_mj.hooks import downloads
 from airflow_provider_mj.hooks.connection import MidjourneyConnectionConfig, parse_connection
-from airflow_provider_mj.hooks.replies import (
-    RequestContext,
-    TaskReading,
-    interpret_response,
-    parse_retry_after,
-    uncertain_error,
-)
+from airflow_provider_mj.hooks.errors import RequestContext, uncertain_error
+from airflow_provider_mj.hooks.replies import TaskReading, interpret_response, parse_retry_after
 from airflow_provider_mj.hooks.retries import short_reason
 from airflow_provider_mj.hooks.storage import SavedImage, report_lineage
 from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests inspect it from here

@@ -31,7 +31,7 @@ from airflow_provider_mj.exceptions import MidjourneyConfigurationError
 if TYPE_CHECKING:
     import aiohttp
 
-    from airflow_provider_mj.hooks.replies import RequestContext
+    from airflow_provider_mj.hooks.errors import RequestContext
 
 #: Every header that carries the API key, in either auth style (compared case-insensitively).
 CREDENTIAL_HEADERS = ("Authorization", "mj-api-secret")

@@ -52,7 +52,8 @@ from airflow_provider_mj.hooks.redirects import (
     follows_redirects,
     raise_for_redirect,
 )
-from airflow_provider_mj.hooks.replies import RequestContext, interpret_response, uncertain_error
+from airflow_provider_mj.hooks.errors import RequestContext, uncertain_error
+from airflow_provider_mj.hooks.replies import interpret_response
 from airflow_provider_mj.hooks.retries import retrying
 
 if TYPE_CHECKING:
