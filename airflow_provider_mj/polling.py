@@ -376,10 +376,14 @@ async def wait_for_terminal(
     throttle = ProgressThrottle(progress_every)
     try:
         async with asyncio.timeout_at(when):
-            await hook.aget_config()  # the current connection: it picks (or starts) the poller
+            # The current connection picks (or starts) the poller; a coalesced wait reads it
+            # together with the waits that start with it (see _read_connection).
+            reader = await _read_connection(hook) if coalesce else hook
+            if not coalesce:
+                await hook.aget_config()
             while True:
                 if coalesce:
-                    updates = TaskPoller.for_hook(hook, poll_interval).watch(mj_task_id, throttle)
+                    updates = TaskPoller.for_hook(reader, poll_interval).watch(mj_task_id, throttle)
                 else:
                     updates = poll_task(hook, mj_task_id, float(poll_interval))
                 try:
@@ -402,6 +406,39 @@ async def wait_for_terminal(
                     await updates.aclose()
     except TimeoutError:
         return None
+
+
+#: Connection reads under way, per (event loop, connection id).
+_READS: dict[tuple[int, str], asyncio.Future] = {}
+
+
+async def _read_connection(hook: Any) -> Any:
+    """A hook that has just read ``hook``'s connection: ``hook`` itself, or the hook of a read of
+    the same connection already under way on this loop when this wait started.
+
+    A triggerer that takes on a thousand Midjourney triggers at once would otherwise read the
+    same connection a thousand times through Airflow's secrets backends (most of what starting
+    a trigger costs). A wait that starts after a read has finished reads again, so a rotated key
+    reaches every trigger that starts after the change.
+    """
+    key = (id(asyncio.get_running_loop()), hook.midjourney_conn_id)
+    under_way = _READS.get(key)
+    if under_way is not None:
+        return await asyncio.shield(under_way)
+
+    async def read() -> Any:
+        await hook.aget_config()
+        return hook
+
+    future = asyncio.ensure_future(read())
+    _READS[key] = future
+    try:
+        return await asyncio.shield(future)
+    finally:
+        if future.done() and _READS.get(key) is future:
+            del _READS[key]
+        elif not future.done():  # this wait was cancelled; the read goes on for the others
+            future.add_done_callback(lambda f: _READS.pop(key, None) if _READS.get(key) is f else None)
 
 
 def as_task(reading: TaskReading | MidjourneyTask) -> MidjourneyTask:

@@ -3,8 +3,8 @@
 N triggers run in one event loop, their ``run()`` async generators as asyncio tasks (as the
 triggerer runs them), in a process of their own; the emulator runs in another process
 (``--concurrency 100000 --queue-limit 100000``), so the measured process holds only triggers.
-Each trigger waits on its own job, which lasts ``--job-seconds``; polls are every
-``--poll-interval`` seconds. Two servers, the same emulator reconfigured between them:
+Each trigger waits on its own job, which lasts ``--job-seconds`` (30 by default, a fast
+Midjourney job); polls are every ``--poll-interval`` seconds (1 by default). Two servers, the same emulator reconfigured between them:
 
 * ``calm``: the emulator's default, progress in three steps (most polls read nothing new);
 * ``chatty``: ``chatty=True``, as real relays behave: progress moves on nearly every read and an
@@ -36,7 +36,7 @@ Figures, per server, mode and size:
 ``--profile`` also runs the coalesced triggers of each server at the largest size under
 cProfile and prints where their CPU goes (by area, then the top functions).
 
-    .venv/bin/python benchmarks/triggerer_density.py            # calm and chatty, 500 and 1,000 triggers (~8 min)
+    .venv/bin/python benchmarks/triggerer_density.py            # calm and chatty, 500 and 1,000 triggers (~15 min)
     .venv/bin/python benchmarks/triggerer_density.py --profile  # the same, plus the profiles
     .venv/bin/python benchmarks/triggerer_density.py --quick    # smoke run, ~30 s
 
@@ -394,7 +394,7 @@ def main() -> None:
     parser.add_argument("--server", choices=("calm", "chatty", "both"), default="both",
                         help="the emulator's behaviour: calm (default emulator), chatty (a chatty relay), or both")
     parser.add_argument("--sizes", default=None, help="comma-separated trigger counts (default 500,1000)")
-    parser.add_argument("--job-seconds", type=float, default=None, help="job duration (default 10)")
+    parser.add_argument("--job-seconds", type=float, default=None, help="job duration (default 30)")
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds between polls (default 1)")
     parser.add_argument("--status-lag-seconds", type=float, default=0.0, help="chatty server's status lag")
     parser.add_argument("--modes", default=",".join(MODES))
@@ -416,7 +416,7 @@ def main() -> None:
 
     quick = args.quick
     sizes = [int(s) for s in (args.sizes or ("50" if quick else "500,1000")).split(",")]
-    args.job_seconds = args.job_seconds or (2.0 if quick else 10.0)
+    args.job_seconds = args.job_seconds or (2.0 if quick else 30.0)
     args.poll_interval = args.poll_interval or (0.5 if quick else 1.0)
     modes = [m for m in args.modes.split(",") if m]
     servers = ["calm", "chatty"] if args.server == "both" else [args.server]

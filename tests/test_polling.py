@@ -290,3 +290,28 @@ def test_readings_fall_back_to_the_general_reader_for_other_shapes():
         assert reading.task().progress_percent == 5
     (reading, ) = interpret_response("readings", 200, {}, json.dumps([task, None, 3]).encode(), route="x")
     assert reading.task().id == "1000000000000001"  # items that are not objects are skipped
+
+
+async def test_waits_that_start_together_share_one_read_of_the_connection(mj_connection, monkeypatch):
+    # A spy on Airflow's real lookup (it still reads the connection): how many reads 20 waits cost.
+    lookups = []
+    real = MidjourneyHook.aget_connection
+
+    async def counting(self, conn_id):
+        lookups.append(conn_id)
+        return await real(conn_id)
+
+    ids = _submit_many(MidjourneyHook(), 20)
+    monkeypatch.setattr(MidjourneyHook, "aget_connection", counting)
+    hooks = [MidjourneyHook() for _ in ids]
+    results = await asyncio.gather(*(wait_for_terminal(h, i, poll_interval=0.05, deadline=time.time() + 20)
+                                     for h, i in zip(hooks, ids)))
+    assert [t.status for t in results] == [TaskStatus.SUCCESS] * 20
+    assert len(lookups) < 20, lookups  # shared while under way (the poller's hook shares it too)
+    # A wait that starts once that read is over reads the connection again (a rotated key reaches it).
+    before = len(lookups)
+    (late,) = _submit_many(MidjourneyHook(), 1)
+    await wait_for_terminal(MidjourneyHook(), late, poll_interval=0.05, deadline=time.time() + 20)
+    assert len(lookups) == before + 1
+    for hook in hooks:
+        await hook.aclose()
