@@ -45,6 +45,9 @@ from airflow_provider_mj.operators import MidjourneyActionOperator, MidjourneyIm
 
 #: Every saved upscale adds an event to this asset; mj_contact_sheet is scheduled on it.
 DAILY_IMAGES = Asset("mj_daily_content_images")
+#: The run's day (YYYY-MM-DD). ``{{ ds }}`` is undefined in a run without a logical date (one
+#: triggered from the UI or the REST API without it), so fall back to when the run was due.
+DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 POLL_INTERVAL = float(os.environ.get("MJ_EXAMPLE_POLL_INTERVAL", "5"))
 JOB_TIMEOUT = 60 * 60
 #: Jobs the account runs at once; keep it equal to the slots of the ``midjourney`` pool.
@@ -116,7 +119,7 @@ def mj_daily_content():
         pool=POOL,
         max_active_tis_per_dag=MJ_CONCURRENCY,
         **RETRY_POLITELY,
-        state="{{ dag.dag_id }}/{{ ds }}",
+        state="{{ dag.dag_id }}/" + DAY,
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,
     ).expand(prompt=prompts)
@@ -131,9 +134,9 @@ def mj_daily_content():
         max_active_tis_per_dag=MJ_CONCURRENCY,
         **RETRY_POLITELY,
         button="U1",
-        state="{{ dag.dag_id }}/{{ ds }}",
+        state="{{ dag.dag_id }}/" + DAY,
         # Jinja renders the folder and the date; {map_index:02d} is filled per mapped upscale.
-        destination="{{ output_dir(params.output_dir) }}/{{ ds }}/{map_index:02d}.png",
+        destination="{{ output_dir(params.output_dir) }}/" + DAY + "/{map_index:02d}.png",
         outlets=[DAILY_IMAGES],
         poll_interval=POLL_INTERVAL,
         timeout=JOB_TIMEOUT,

@@ -285,7 +285,8 @@ def test_daily_content_saves_through_the_operator_and_the_contact_sheet_shows_th
     daily, sheet_dag = example_dags.dags["mj_daily_content"], example_dags.dags["mj_contact_sheet"]
     register_dags(daily, sheet_dag)
 
-    dr = run_dag(daily, run_conf={"max_prompts": 4, "output_dir": str(out)})
+    # Without a logical date, as the UI and the REST API trigger runs by default ({{ ds }} is undefined).
+    dr = run_dag(daily, logical_date=None, run_conf={"max_prompts": 4, "output_dir": str(out)})
     sheet_run = run_asset_triggered(sheet_dag)
 
     assert dr.state == "success"
@@ -295,7 +296,8 @@ def test_daily_content_saves_through_the_operator_and_the_contact_sheet_shows_th
     for task_id in ("imagine", "upscale"):
         mapped = [tis[(task_id, i)] for i in range(4)]
         assert all(ti.state == "success" and ti.pool == "midjourney" for ti in mapped)
-    day_dir = out / dr.logical_date.strftime("%Y-%m-%d")
+    assert dr.logical_date is None
+    day_dir = out / dr.run_after.strftime("%Y-%m-%d")
     events = asset_events(name="mj_daily_content_images", source_run_id=dr.run_id)
     assert sorted(e["source_map_index"] for e in events) == [0, 1, 2, 3]
     for event in events:
