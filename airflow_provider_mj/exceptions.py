@@ -94,6 +94,25 @@ class MidjourneyNotFoundError(MidjourneyFatalError):
     """Code 3 / HTTP 404: the task (or a parent task) does not exist on this server."""
 
 
+class MidjourneyTaskLostError(MidjourneyNotFoundError):
+    """The server answered "no such task" for a task it had already reported (``last_status``)."""
+
+    def __init__(self, message: str, *, last_status: str | None = None, **kwargs: Any) -> None:
+        self.last_status = last_status or ""
+        super().__init__(message, **kwargs)
+
+    @classmethod
+    def for_task(cls, task: Any, misses: int) -> MidjourneyTaskLostError:
+        """The error for ``task`` (the last reading of it) after ``misses`` "no such task" answers in a row."""
+        where = f"{task.raw_status or task.status.value} {task.progress}".strip()
+        return cls(
+            f"The server lost Midjourney task {task.id} after reporting it {where}: it answered 'no such task' "
+            f"{misses} times in a row. The job may have been dropped by the server or its relay (it may still "
+            "have been billed); ask the server's operator before submitting again, which creates a new job.",
+            last_status=where, mj_task_id=task.id or None, prompt=getattr(task, "prompt", None) or None,
+        )
+
+
 class MidjourneyTaskFailedError(MidjourneyFatalError):
     """The Midjourney job ended in FAILURE (or CANCEL); ``fail_reason`` says why."""
 

@@ -53,7 +53,7 @@ from airflow_provider_mj.exceptions import (
 )
 from airflow_provider_mj.hooks.replies import TaskReading
 from airflow_provider_mj.inputs import validate_mj_task_id
-from airflow_provider_mj.visibility import not_visible_yet
+from airflow_provider_mj.visibility import TaskSighting
 
 if TYPE_CHECKING:
     from airflow_provider_mj.models import MidjourneyTask
@@ -374,6 +374,7 @@ async def wait_for_terminal(
     if progress_every is None:
         progress_every = PROGRESS_LOG_POLLS * float(poll_interval)
     throttle = ProgressThrottle(progress_every)
+    sighting = TaskSighting(mj_task_id, visible_by)
     try:
         async with asyncio.timeout_at(when):
             # The current connection picks (or starts) the poller; a coalesced wait reads it
@@ -388,6 +389,7 @@ async def wait_for_terminal(
                     updates = poll_task(hook, mj_task_id, float(poll_interval))
                 try:
                     async for task in updates:
+                        sighting.seen(task)
                         now = loop.time()
                         finished = task_outcome(task) is not TaskOutcome.RUNNING or (
                             stop_on_modal and task.status is TaskStatus.MODAL)
@@ -397,10 +399,12 @@ async def wait_for_terminal(
                                 on_progress(task)
                         if finished:  # the final line is always shown, whatever the throttle says
                             return as_task(task)
-                except MidjourneyNotFoundError:
-                    if not not_visible_yet(visible_by):
-                        raise
-                    log.info("Midjourney task %s is not visible on the server yet; polling again.", mj_task_id)
+                except MidjourneyNotFoundError as err:
+                    log.info("Midjourney task %s %s.", mj_task_id, sighting.missing(err))  # or raises
+                    if sighting.misses:
+                        # A fresh throttle: the next reading is delivered even if it repeats the
+                        # last one shown, so a task that is back resets the count of misses.
+                        throttle = ProgressThrottle(progress_every)
                     await asyncio.sleep(poll_interval)
                 finally:
                     await updates.aclose()

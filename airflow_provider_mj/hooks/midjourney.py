@@ -44,7 +44,7 @@ from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests insp
     async_session_count,
 )
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, button_creates_task, task_outcome
-from airflow_provider_mj.visibility import not_visible_yet
+from airflow_provider_mj.visibility import TaskSighting
 
 #: The task id :meth:`MidjourneyHook.test_connection` fetches: one no server has.
 PROBE_TASK_ID = "0000000000000000"
@@ -399,6 +399,8 @@ class MidjourneyHook(MidjourneyBaseHook):
         :param deadline: give up at this time, in epoch seconds (``time.time() + 600``); None: no limit.
         :param visible_by: epoch seconds until which "no such task" means "not visible yet" rather
             than an error (a just-submitted job on a lagging relay); None: not found fails at once.
+            A task already read that then answers "no such task" is reported lost after a few
+            answers in a row, whatever the grace (:class:`~airflow_provider_mj.visibility.TaskSighting`).
         :param on_progress: called with the task whenever its status or progress changes (the
             operators use it to publish the preview image for the "Midjourney image" link).
         :return: the task, in status SUCCESS.
@@ -410,17 +412,18 @@ class MidjourneyHook(MidjourneyBaseHook):
             raise MidjourneyValidationError(f"poll_interval must be a number of seconds >= 0, got {poll_interval!r}.")
         last_seen: tuple[str, str] | None = None
         task: MidjourneyTask | None = None
+        sighting = TaskSighting(mj_task_id, visible_by)
         failures = 0
         while True:
             try:
                 # Each fetch (its retries included) ends by the deadline, however slowly it is answered.
                 task = self._call("GET", self._fetch_route(mj_task_id), "task", mj_task_id=mj_task_id,
                                   deadline=deadline)
+                sighting.seen(task)
                 failures = 0
-            except MidjourneyNotFoundError:
-                if not not_visible_yet(visible_by):
-                    raise
-                self.log.info("Midjourney task %s is not visible on the server yet; polling again.", mj_task_id)
+            except MidjourneyNotFoundError as err:
+                self.log.info("Midjourney task %s %s.", mj_task_id, sighting.missing(err))  # or raises
+                task = None
             except MidjourneyError as err:
                 if not err.retryable:
                     raise

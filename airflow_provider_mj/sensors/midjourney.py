@@ -81,14 +81,15 @@ class MidjourneyTaskSensor(MidjourneyHookMixin, BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         mj_task_id = as_mj_task_id(self.mj_task_id)
         visible_by = self._visible_by(context)
+        sighting = getattr(self, "_sighting", None)
+        if sighting is None or sighting.mj_task_id != mj_task_id:  # kept between pokes of one process
+            sighting = self._sighting = visibility.TaskSighting(mj_task_id, visible_by)
         try:
             task = self.hook.fetch_task(mj_task_id)
-        except MidjourneyNotFoundError:
-            if not visibility.not_visible_yet(visible_by):
-                raise
-            self.log.info("Midjourney task %s is not visible yet (relays show new jobs after their next "
-                          "refresh); poking again.", mj_task_id)
+        except MidjourneyNotFoundError as err:
+            self.log.info("Midjourney task %s %s.", mj_task_id, sighting.missing(err))  # or raises
             return False
+        sighting.seen(task)
         outcome = task_outcome(task)
         if outcome is TaskOutcome.FAILED:
             raise task_failed_error(task)

@@ -106,6 +106,11 @@ class Quirks:
     #: NOT FROM PROTOCOL.md (a careless server): the key the request presented is echoed into every
     #: free-text field of the reply: description, failReason, promptEn, bannedWord, finalPrompt.
     echo_key: bool = False
+    #: NOT FROM PROTOCOL.md (a server that loses jobs): after this many reads showing a task
+    #: IN_PROGRESS, fetch and list answer "no such task" for it (0: never) ...
+    vanish_after: int = 0
+    #: ... for this many reads, after which it is back (0: gone for good).
+    vanish_for: int = 0
     #: imageUrl relative to the relay's origin (``/mj/image/<id>``), images served there (behind auth).
     relative_image_urls: bool = False
 
@@ -241,6 +246,9 @@ class Task:
     #: per endpoint ("fetch"/"list"): [served snapshot, polls spent on the pending change]
     views: dict[str, list] = field(default_factory=dict)
     reads: int = 0
+    in_progress_reads: int = 0
+    #: reads answered "no such task" since the task vanished (vanish_after quirk); None: not vanished.
+    gone_reads: int | None = None
 
 
 class Relay:
@@ -415,11 +423,27 @@ class Relay:
         return now
 
     def visible(self, task: Task) -> bool:
-        """False while a just-submitted task is not yet visible to reads (not_found_polls)."""
+        """False while a just-submitted task is not yet visible to reads (not_found_polls), and while
+        a task that was seen running is lost (vanish_after, vanish_for)."""
         if task.reads < self.q.not_found_polls:
             task.reads += 1
             return False
+        if task.gone_reads is not None:
+            if self.q.vanish_for and task.gone_reads >= self.q.vanish_for:
+                task.gone_reads = None
+                task.in_progress_reads = -10**9  # back for good
+                return True
+            task.gone_reads += 1
+            self._count("refused", "vanished")
+            return False
         return True
+
+    def _note_read(self, task: Task, served: dict[str, Any]) -> dict[str, Any]:
+        if self.q.vanish_after and served["status"] == "IN_PROGRESS":
+            task.in_progress_reads += 1
+            if task.in_progress_reads == self.q.vanish_after:
+                task.gone_reads = 0
+        return served
 
     def _truly_success(self, task: Task) -> bool:
         return self._phase(task)[0] == "SUCCESS"
@@ -671,7 +695,7 @@ class Relay:
             return web.Response(status=200, body=b"null", content_type="application/json")
         if self.q.fetch_envelope:
             return web.json_response({"code": 1, "description": "success", "result": self.view(task, "fetch")})
-        return web.json_response(self.view(task, "fetch"))
+        return web.json_response(self._note_read(task, self.view(task, "fetch")))
 
     def list_by_condition(self, body: dict) -> web.Response:
         ids = body.get("ids") or []
@@ -681,7 +705,7 @@ class Relay:
         for task_id in dict.fromkeys(str(i) for i in ids):
             task = self.tasks.get(task_id)
             if task is not None and self.visible(task):
-                out.append(self.view(task, "list"))
+                out.append(self._note_read(task, self.view(task, "list")))
         if self.q.list_shuffle:
             out.reverse()
         return web.Response(text=json.dumps(out), content_type="application/json")
