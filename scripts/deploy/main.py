@@ -31,8 +31,9 @@ def parse_args(argv: list[str] | None, description: str = "") -> argparse.Namesp
                         "Redis and two workers, two triggerers, the burst with failover, a killed worker")
     p.add_argument("--dag-id", default="mj_imagine_upscale_describe")
     p.add_argument("--dags-folder", default=str(REPO_ROOT / "dags"), help="local profile only")
-    p.add_argument("--job-seconds", type=float, default=8.0,
-                   help="emulator job duration: long enough to kill the triggerer while tasks are deferred")
+    p.add_argument("--job-seconds", type=float, default=None,
+                   help="emulator job duration for the example DAG (default: local 8, long enough to kill the "
+                        "triggerer while tasks are deferred; celery 4, no kill there)")
     p.add_argument("--poll-interval", type=float, default=1.0, help="MJ_EXAMPLE_POLL_INTERVAL for the DAG")
     p.add_argument("--poll", type=float, default=1.0, help="how often this script polls the REST API")
     p.add_argument("--run-timeout", type=float, default=300.0)
@@ -72,12 +73,14 @@ def parse_args(argv: list[str] | None, description: str = "") -> argparse.Namesp
                    help="slots of the 'midjourney' pool (include_deferred) the burst runs in; 0 = no pool")
     c.add_argument("--window-intervals", type=int, default=4,
                    help="poll intervals over which requests are counted, with two triggerers and with one")
-    c.add_argument("--kill-job-seconds", type=float, default=40.0,
+    c.add_argument("--kill-job-seconds", type=float, default=30.0,
                    help="emulator job duration of the blocking imagine whose Celery worker is killed")
     args = p.parse_args(argv)
     args.deferring_tasks = [t for t in args.deferring_tasks.split(",") if t]
     if args.artifacts is None:
         args.artifacts = str(DEFAULT_ARTIFACTS if args.profile == "local" else DEFAULT_ARTIFACTS.with_name("deploy-celery"))
+    if args.job_seconds is None:
+        args.job_seconds = 8.0 if args.profile == "local" else 4.0
     if args.profile == "celery":
         # Failover is tested with the burst; the UI is the same whatever the executor (local profile).
         args.restart_triggerer = False

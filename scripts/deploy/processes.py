@@ -413,6 +413,10 @@ class Deployment:
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__API__WORKERS": "1",
+            # On two cores shared with other test runs, the one API server worker sometimes takes
+            # more than the default 5 s to answer a task's start; a timeout there fails the try
+            # before it runs (seen: ReadTimeout in supervisor start, task failed with no log).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
