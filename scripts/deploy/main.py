@@ -15,6 +15,7 @@ from typing import Any
 
 from . import celery_run
 from .api import Api, wait_healthy
+from .assets import run_contact_sheet
 from .checks import check_loopback_only, run_browser
 from .common import DEFAULT_ARTIFACTS, EXIT_SKIP, REPO_ROOT, CheckBook, CheckFailed, Unavailable, elapsed, log
 from .flagship import run_dag
@@ -40,6 +41,8 @@ def parse_args(argv: list[str] | None, description: str = "") -> argparse.Namesp
     p.add_argument("--browser-timeout", type=float, default=180.0)
     p.add_argument("--no-restart-triggerer", dest="restart_triggerer", action="store_false")
     p.add_argument("--no-browser", dest="browser", action="store_false")
+    p.add_argument("--no-assets", dest="assets", action="store_false",
+                   help="skip mj_daily_content -> mj_contact_sheet (asset events, the scheduled consumer)")
     p.add_argument("--deferring-tasks", default="imagine,upscale,describe",
                    help="comma-separated task ids that must go through the triggerer")
     p.add_argument("--trigger-class", default="airflow_provider_mj.triggers.midjourney.MidjourneyTaskTrigger")
@@ -85,6 +88,7 @@ def parse_args(argv: list[str] | None, description: str = "") -> argparse.Namesp
         # Failover is tested with the burst; the UI is the same whatever the executor (local profile).
         args.restart_triggerer = False
         args.browser = False
+        args.assets = False
     return args
 
 
@@ -128,6 +132,8 @@ def _run(dep: Deployment, args, found: dict[str, Any]) -> None:
         time.sleep(args.hold)
     if args.browser:
         run_browser(dep, args, found["chromium"], found["node"])
+    if args.assets and args.emulator:
+        run_contact_sheet(dep, api, args, found.get("chromium"), found.get("node"))
 
 
 def main(argv: list[str] | None = None, description: str = "") -> int:

@@ -109,3 +109,14 @@ def test_servers_bind_loopback_only(deployment):
 def test_nothing_left_running(deployment):
     assert deployment["processes_after_teardown"] == [], deployment["processes_after_teardown"]
     assert not Path(deployment["tmp"]).exists() or os.environ.get("MJ_DEPLOY_KEEP_TMP")
+
+
+def test_saved_images_are_asset_events_and_the_scheduled_contact_sheet_shows_them(deployment):
+    """Issue 15: the upscales' asset events with their extras, the consumer run by the scheduler."""
+    check(deployment, "mj_daily_content run succeeded")
+    check(deployment, "4 asset events of the upscales in the metadata DB, with every extra")
+    check(deployment, "every event's uri is the saved file, of size_bytes")
+    check(deployment, "mj_contact_sheet ran on the asset (asset_triggered runs, all successful)")
+    check(deployment, "mj_contact_sheet's runs consumed the producer's events (triggering_asset_events)")
+    check(deployment, "browser: the contact sheet shows 4 images, each loaded, with its prompt and link")
+    assert (ARTIFACTS / "08-contact-sheet.png").is_file()
