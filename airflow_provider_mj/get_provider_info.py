@@ -77,7 +77,8 @@ def get_provider_info() -> dict:
             {"integration-name": "Midjourney", "python-modules": ["airflow_provider_mj.hooks.midjourney"]}
         ],
         "triggers": [
-            {"integration-name": "Midjourney", "python-modules": ["airflow_provider_mj.triggers.midjourney"]}
+            {"integration-name": "Midjourney",
+             "python-modules": ["airflow_provider_mj.triggers.midjourney", "airflow_provider_mj.triggers.room"]}
         ],
         "connection-types": [
             {

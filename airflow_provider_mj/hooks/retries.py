@@ -25,6 +25,12 @@ are retried only when the server **cannot have accepted the job**:
 - code 23 (queue full) or code 9 (system busy; trueai also uses it for queue full), and relay
   errors meaning "no upstream channel": the server answered that it did not take the job.
 
+The last three are *refusals* (:func:`is_refusal`): backpressure from a full account, not
+failures. The hook retries them up to ``max_retries`` like the rest; the submit operators ask it
+not to (``retry_refusals=False``, through
+:meth:`~airflow_provider_mj.hooks.transport.MidjourneyBaseHook.refusals_raised`) and wait for room
+until their ``timeout`` instead (:mod:`airflow_provider_mj.operators.room`).
+
 Every other failure after the request was sent is ambiguous: a read timeout, a connection reset
 or closed before the reply, HTTP 500/502/504 (a gateway may have forwarded the job upstream and
 then lost the answer), a 2xx reply that is not the JSON envelope, or a relay error saying it
@@ -58,24 +64,47 @@ from airflow_provider_mj.exceptions import (
 from airflow_provider_mj.hooks.connection import MidjourneyConnectionConfig
 
 
-def _retry_decision(err: MidjourneyError, *, is_submit: bool) -> bool:
-    """Whether the hook may send the same request again after ``err`` (see this module's docstring)."""
+def is_refusal(err: BaseException) -> bool:
+    """The server answered that it does not take the job *now*: backpressure, not failure.
+
+    Queue full (code 23, or 9), HTTP 429 (a rate limiter, or a relay whose channels are saturated:
+    code 30), HTTP 503 and a relay's "no channel available": the job was not accepted, so waiting
+    and submitting again costs nothing. The operators wait such refusals out until their
+    ``timeout`` (:mod:`airflow_provider_mj.operators.room`); a connection that could not be made
+    is not a refusal (a wrong Base URL must not wait for an hour) and stays under ``max_retries``.
+    """
+    if isinstance(err, (MidjourneyRateLimitError, MidjourneyQueueFullError)):
+        return True
+    return isinstance(err, MidjourneyServerError) and bool(getattr(err, "not_accepted", False))
+
+
+def _retry_decision(err: MidjourneyError, *, is_submit: bool, retry_refusals: bool = True) -> bool:
+    """Whether the hook may send the same request again after ``err`` (see this module's docstring).
+
+    ``retry_refusals=False``: a submit's refusal (:func:`is_refusal`) is raised at once, for a
+    caller that waits for room itself (the operators do).
+    """
     if isinstance(err, MidjourneySubmitUncertainError):
         return False
     if not is_submit:
         return bool(getattr(err, "retryable", False))
-    if isinstance(err, (MidjourneyRateLimitError, MidjourneyQueueFullError)):
-        return True
-    if isinstance(err, (MidjourneyServerError, MidjourneyConnectionError)):
+    if is_refusal(err):
+        return retry_refusals
+    if isinstance(err, MidjourneyConnectionError):
         return bool(getattr(err, "not_accepted", False))
     return False
+
+
+def jittered_backoff(attempt: int, low: float, high: float) -> float:
+    """Exponential backoff with "equal jitter": between half and all of ``min(high, low * 2**attempt)``."""
+    ceiling = min(high, low * (2 ** attempt)) if low > 0 else 0.0
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def _backoff_seconds(attempt: int, config: MidjourneyConnectionConfig, err: BaseException | None) -> float:
     """Exponential backoff with "equal jitter"; a 429's Retry-After is honoured up to retry_max_wait."""
     low, high = config.retry_min_wait, config.retry_max_wait
-    ceiling = min(high, low * (2 ** attempt)) if low > 0 else 0.0
-    wait = ceiling / 2 + random.uniform(0, ceiling / 2)
+    wait = jittered_backoff(attempt, low, high)
     retry_after = getattr(err, "retry_after", None)
     if retry_after is not None:
         wait = max(wait, min(float(retry_after), high))
@@ -101,6 +130,7 @@ def retrying(
     sleep: Callable[[float], Any],
     is_async: bool = False,
     deadline: float | None = None,
+    retry_refusals: bool = True,
 ) -> Retrying | AsyncRetrying:
     """The retry controller for one request: call it with the function that sends the request once.
 
@@ -112,11 +142,14 @@ def retrying(
     :param is_async: build an :class:`~tenacity.AsyncRetrying` (``await policy(send_once)``).
     :param deadline: epoch seconds (a wait's deadline): no retry starts at or after it, so a wait
         gives up on time rather than after the whole backoff.
+    :param retry_refusals: False: a submit the server refused (:func:`is_refusal`) is raised at
+        once instead of being retried here (the caller waits for room itself).
     :return: ``policy(send_once)`` returns what ``send_once`` returns, or raises its last error as is.
     """
 
     def may_retry(err: BaseException) -> bool:
-        return isinstance(err, MidjourneyError) and _retry_decision(err, is_submit=is_submit)
+        return isinstance(err, MidjourneyError) and _retry_decision(err, is_submit=is_submit,
+                                                                    retry_refusals=retry_refusals)
 
     def wait(state: RetryCallState) -> float:
         err = state.outcome.exception() if state.outcome is not None else None

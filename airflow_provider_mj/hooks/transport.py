@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -192,6 +193,7 @@ class MidjourneyBaseHook(BaseHook):
         self._async_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._sleep = time.sleep
         self._asleep = asyncio.sleep
+        self._retry_refusals = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(midjourney_conn_id={self.midjourney_conn_id!r})"
@@ -325,6 +327,18 @@ class MidjourneyBaseHook(BaseHook):
         """Close the sync HTTP session."""
         self.close()
 
+    @contextmanager
+    def refusals_raised(self) -> Iterator[Self]:
+        """Inside this block a refused submit (queue full, 429, 503: the job was not accepted) is
+        raised at once instead of being retried up to ``max_retries``: for a caller that waits
+        for room on the account itself, as the submit operators do.
+        """
+        before, self._retry_refusals = self._retry_refusals, False
+        try:
+            yield self
+        finally:
+            self._retry_refusals = before
+
     # -- sync transport -------------------------------------------------------------------------
 
     def _ctx(self, kind: str, route: str, *, mj_task_id: str | None = None, prompt: str | None = None) -> RequestContext:
@@ -402,7 +416,7 @@ class MidjourneyBaseHook(BaseHook):
             )
 
         policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
-                          sleep=self._sleep, deadline=deadline)
+                          sleep=self._sleep, deadline=deadline, retry_refusals=self._retry_refusals)
         return policy(send_once)
 
     # -- async transport ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
 from airflow_provider_mj.links import MidjourneyImageLink, declare_image_url, push_image_url
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
 from airflow_provider_mj.operators.job_state import MidjourneyJobState, fingerprint
+from airflow_provider_mj.operators.room import RoomWaitMixin
 from airflow_provider_mj.triggers.midjourney import (
     DEFAULT_MAX_WAIT,
     EVENT_MODAL,
@@ -64,10 +65,13 @@ _COMMON_PARAMS_DOC = """
     :param deferrable: wait on the triggerer (frees the worker slot) instead of blocking the
         worker. Default: ``[operators] default_deferrable``.
     :param poll_interval: seconds between two polls of the job (default 5).
-    :param timeout: seconds the Midjourney job may take, counted from its submission (default
-        3600). The deadline is fixed once, at submit, as an absolute time, and holds in both wait
-        modes and across deferral; past it the task fails with ``MidjourneyTimeoutError``
-        (retried by Airflow's ``retries``; a retry re-attaches to the same job with a fresh
+    :param timeout: seconds the Midjourney job may take, counted from its first submit (default
+        3600). The deadline is fixed once, before the first submit, as an absolute time, and holds
+        in both wait modes and across deferral. While the account is full (the server refuses the
+        submit: queue full, HTTP 429 or 503) the task waits for room and submits again within this
+        deadline, whatever the connection's ``max_retries``, on the triggerer when deferrable (see
+        :mod:`~airflow_provider_mj.operators.room`). Past it the task fails with
+        ``MidjourneyTimeoutError`` (retried by Airflow's ``retries``; a retry re-attaches to the same job with a fresh
         ``timeout``). None: 24 hours.
     :param durable: re-attach to the job an earlier try of this task instance submitted (Airflow's
         ``task_state_store``) instead of submitting again (default True). See
@@ -84,7 +88,7 @@ _NEW_JOB_PARAMS_DOC = """
 """
 
 
-class BaseMidjourneySubmitOperator(MidjourneyHookMixin, BaseOperator):
+class BaseMidjourneySubmitOperator(RoomWaitMixin, MidjourneyHookMixin, BaseOperator):
     """Common behaviour of the submit operators: submit, remember, then wait or defer.
 
     Subclasses implement :meth:`submit` (one call to the hook) and :meth:`request_inputs`, and
@@ -176,34 +180,47 @@ class BaseMidjourneySubmitOperator(MidjourneyHookMixin, BaseOperator):
     def execute(self, context: Context) -> Any:
         declare_image_url(context["ti"])
         self._prepare(context)
+        # The job's deadline is fixed once, before the first submit: waiting for room on a full
+        # account (operators/room.py) and running the job share it.
+        deadline = time.time() + (self.timeout if self.timeout is not None else DEFAULT_MAX_WAIT)
+        done, value = self.begin_when_room(context, deadline)
+        if done:
+            return value
+        return self._wait(context, value, deadline)
 
+    def _begin(self, context: Context) -> tuple[bool, Any]:
+        """Re-attach to the job of an earlier try, or submit: ``(True, result)`` when nothing is
+        left to wait for, else ``(False, mj_task_id)``. A refused submit raises (see operators/room.py).
+        """
         earlier = self._job_state.recall(self.hook, self._request)
         if earlier is not None:
             context["ti"].xcom_push(key=MJ_TASK_ID_XCOM_KEY, value=earlier.id)
             push_image_url(context["ti"], earlier.image_url)
             mj_task_id = self.resume(context, earlier)
             if mj_task_id == earlier.id and task_outcome(earlier) is TaskOutcome.SUCCEEDED:
-                return self._finish(context, earlier) if self.wait_for_completion else earlier.id
-        else:
-            result = self.submit(context)
-            if not result.mj_task_id:
-                if result.needs_modal:
-                    raise MidjourneyServerError(
-                        f"/submit/{self.endpoint} answered code 21 (modal) without a task id",
-                        code=result.code, description=result.description,
-                    )
-                # Some buttons (Favorite) are acknowledged without creating a task.
-                self.log.info("Midjourney accepted the %s request (code %s); it created no task.",
-                              self.endpoint, result.code)
-                return None
-            mj_task_id = result.mj_task_id
-            self.accepted(context, mj_task_id)
-            if result.queued:
-                self.log.info("Midjourney task %s is queued (%s ahead of it)", mj_task_id,
-                              result.number_of_queues if result.number_of_queues is not None else "?")
-            self.log.info("Submitted Midjourney %s job: mj_task_id=%s", self.endpoint, mj_task_id)
-        deadline = time.time() + (self.timeout if self.timeout is not None else DEFAULT_MAX_WAIT)
+                return True, (self._finish(context, earlier) if self.wait_for_completion else earlier.id)
+            return False, mj_task_id
+        result = self.submit(context)
+        if not result.mj_task_id:
+            if result.needs_modal:
+                raise MidjourneyServerError(
+                    f"/submit/{self.endpoint} answered code 21 (modal) without a task id",
+                    code=result.code, description=result.description,
+                )
+            # Some buttons (Favorite) are acknowledged without creating a task.
+            self.log.info("Midjourney accepted the %s request (code %s); it created no task.",
+                          self.endpoint, result.code)
+            return True, None
+        mj_task_id = result.mj_task_id
+        self.accepted(context, mj_task_id)
+        if result.queued:
+            self.log.info("Midjourney task %s is queued (%s ahead of it)", mj_task_id,
+                          result.number_of_queues if result.number_of_queues is not None else "?")
+        self.log.info("Submitted Midjourney %s job: mj_task_id=%s", self.endpoint, mj_task_id)
+        return False, mj_task_id
 
+    def _wait(self, context: Context, mj_task_id: str, deadline: float) -> Any:
+        """Wait for an accepted job (or defer on the triggerer), unless ``wait_for_completion`` is off."""
         if not self.wait_for_completion:
             return mj_task_id
         if self.deferrable:

@@ -221,3 +221,37 @@ def test_the_policy_retries_every_retryable_read_failure():
         with pytest.raises(type(error)):
             policy(send_once)
         assert len(calls) == expected, error
+
+
+def test_a_refused_submit_is_raised_at_once_inside_refusals_raised(hook, emu):
+    # The operators wait for room themselves (operators/room.py): the hook must not spend
+    # max_retries on a full account first, nor sleep in the worker slot.
+    emu.configure(concurrency=1, queue_limit=0, job_seconds=30.0)
+    hook.imagine("takes the only slot")
+    slept: list = []
+    hook._sleep = slept.append
+    with hook.refusals_raised(), pytest.raises(MidjourneyQueueFullError):
+        hook.imagine("finds the account full")
+    assert slept == [] and _requests(emu, "submit/imagine") == 2
+    with pytest.raises(MidjourneyQueueFullError):  # outside the block: retried as before
+        hook.imagine("finds the account full")
+    assert len(slept) == hook.config.max_retries
+
+
+# A refusal is what the server answers when it did not take the job *now*; a connection that could
+# not be made is not one (a wrong Base URL must fail under max_retries, not wait for an hour).
+REFUSALS = [
+    (MidjourneyQueueFullError("code 23"), True),
+    (MidjourneyRateLimitError("HTTP 429"), True),
+    (_not_accepted(MidjourneyServerError("HTTP 503"), True), True),
+    (_not_accepted(MidjourneyServerError("HTTP 502"), False), False),
+    (_not_accepted(MidjourneyConnectionError("refused"), True), False),
+    (MidjourneySubmitUncertainError("reply lost"), False),
+]
+
+
+@pytest.mark.parametrize(("error", "refusal"), REFUSALS, ids=lambda v: str(v)[:20] if isinstance(v, Exception) else v)
+def test_refusals_are_the_answers_that_say_not_now(error, refusal):
+    from airflow_provider_mj.hooks.retries import is_refusal
+
+    assert is_refusal(error) is refusal
