@@ -156,3 +156,26 @@ def test_the_room_trigger_is_released_when_a_watched_job_of_its_connection_finis
     assert payload["status"] == "room" and payload["how"] == RELEASED_ROOM
     assert payload["wait"]["order_key"] == "a"
     assert other_done is False, "a job of another connection frees no room on this one"
+
+
+def test_a_job_the_triggerer_watches_finishing_releases_the_first_waiter(mj_connection):
+    # Real triggers on one event loop, as in a triggerer: a task trigger watching a job of the
+    # emulator, and a room trigger of the same connection whose own probe is far away.
+    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+    from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger
+    from airflow_provider_mj.triggers.room import MidjourneyRoomTrigger
+
+    mj_connection.configure(job_seconds=0.5)
+    mj_task_id = MidjourneyHook().imagine("a slot that frees").mj_task_id
+
+    async def scenario():
+        job = MidjourneyTaskTrigger(mj_task_id=mj_task_id, poll_interval=0.1, deadline=time.time() + 30)
+        waiting = MidjourneyRoomTrigger(midjourney_conn_id="midjourney_default",
+                                        wait=_wait("a", time.time(), probe_in=60.0).to_dict())
+        room_event = asyncio.create_task(anext(waiting.run()))
+        job_event = await asyncio.wait_for(anext(job.run()), 20)
+        return job_event.payload, (await asyncio.wait_for(room_event, 5)).payload
+
+    job_payload, room_payload = asyncio.run(scenario())
+    assert job_payload["status"] == "success"
+    assert room_payload["status"] == "room" and room_payload["how"] == RELEASED_ROOM
