@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from urllib.parse import urljoin
 
 import pytest
 
@@ -73,10 +74,12 @@ def use_it_like_the_operators_do(task: MidjourneyTask) -> None:
     str(MidjourneyTaskFailedError.for_task(task))
 
 
-def check(task: MidjourneyTask, field: str, value, *, read_id: str = "") -> None:
+def check(task: MidjourneyTask, field: str, value, *, read_id: str = "", base_url: str = "") -> None:
     attribute, want = expected(field, value)
     if field == "id" and want == "":
         want = read_id  # fetch_task names the task it asked for when the server's id is unusable
+    if field == "imageUrl" and want and base_url:
+        want = urljoin(base_url + "/", want)  # the hook resolves a relative imageUrl against the server
     got = getattr(task, attribute)
     got = got() if callable(got) else got
     assert got == want, f"{field}={value!r}: {attribute} read as {got!r}, expected {want!r}"
@@ -93,10 +96,10 @@ def test_every_row_read_over_http_through_fetch_and_list(canned, make_hook):  # 
     hook = make_hook(server.base_url, "k", max_retries=0)
     for field, value in ROWS:
         server.reply(200, {**BASE, field: value})
-        check(hook.fetch_task(TASK_ID), field, value, read_id=TASK_ID)
+        check(hook.fetch_task(TASK_ID), field, value, read_id=TASK_ID, base_url=server.base_url)
         server.reply(200, [{**BASE, field: value}])
         for task in hook.list_tasks([TASK_ID]):
-            check(task, field, value)
+            check(task, field, value, base_url=server.base_url)
 
 
 @pytest.mark.parametrize("field", ["customId", "label", "emoji", "style", "type"])
