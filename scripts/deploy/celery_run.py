@@ -2,7 +2,8 @@
 
 1. The flagship example DAG runs as in the local profile (no kill: failover is tested below).
 2. ``mj_deploy_burst`` (tests/deploy/dags): 30 mapped deferrable imagines over a small emulated
-   account. Once about half of them are deferred and both triggerers hold some, the poll
+   account (3 running, 3 queued, no pool: most submits are refused and waited out on the
+   triggerers). Once about half of them are deferred and both triggerers hold some, the poll
    requests of the two triggerers are counted over a window; then the triggerer holding the most
    triggers is SIGKILLed; once the survivor has taken its triggers over, the same count is made
    with one triggerer. Every task must succeed on its first try and every prompt be submitted once.
@@ -27,6 +28,7 @@ KILL_DAG = "mj_deploy_worker_kill"
 KILL_TASK = "imagine_blocking"
 KILL_STATE = "worker-kill"
 POLL_ROUTES = ("task/list-by-condition", "task/fetch")
+ROOM_TRIGGER = "airflow_provider_mj.triggers.room.MidjourneyRoomTrigger"
 #: A Celery worker logs one of these per task it is handed.
 RECEIVED = "] received"
 
@@ -113,7 +115,8 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
             pool = api.get("/api/v2/pools/midjourney")
             peak_pool = max(peak_pool, pool["running_slots"] + pool["queued_slots"] + pool["deferred_slots"])
         holders = _holders(dep, run_id)
-        _failover_step(dep, fo, deferred, holders, triggerer_jobs, kill_at, window)
+        _failover_step(dep, fo, deferred, holders, _holders(dep, run_id, polling_only=True), triggerer_jobs,
+                       kill_at, window)
         if run["state"] in TERMINAL_RUN_STATES:
             break
         time.sleep(0.5)
@@ -176,6 +179,15 @@ def _check_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[i
         check(f"burst: the pool's {args.burst_pool_slots} slots (include_deferred) held across both Celery workers",
               0 < peak_pool <= args.burst_pool_slots and len(received) == 2 and all(v > 0 for v in received.values()),
               {"peak_occupancy": peak_pool, "celery_tasks_received": received})
+    else:
+        # No pool: the account (3 running, 3 queued) refuses most submits; each is waited out on a
+        # triggerer, not failed, and not retried in a worker slot.
+        room = sorted(k for k, h in history.items() if ROOM_TRIGGER in h.get("classpaths", [h["classpath"]]))
+        b["waited_for_room"] = room
+        check("burst: the full account refused submits (code 23) and the refused imagines waited for room on a "
+              "triggerer (MidjourneyRoomTrigger), none failed",
+              codes.get("23", 0) > 0 and room and all(states.get(k) == "success" for k in room),
+              {"refusals": codes.get("23", 0), "waited_for_room": len(room)})
     _coalescing_report(dep, fo, args.burst_poll_interval, check)
 
 
@@ -202,26 +214,31 @@ def _occupy_account(dep, args: argparse.Namespace) -> None:
     dep.configure_emulator(job_seconds=args.burst_job_seconds)
 
 
-def _holders(dep, run_id: str) -> dict[str, int | None]:
-    """Deferred burst task instance -> triggerer job id holding its trigger (None: not assigned yet)."""
+def _holders(dep, run_id: str, polling_only: bool = False) -> dict[str, int | None]:
+    """Deferred burst task instance -> triggerer job id holding its trigger (None: not assigned yet).
+
+    ``polling_only``: only the tasks waiting for their job (MidjourneyTaskTrigger, which polls),
+    not those waiting for room on the account (MidjourneyRoomTrigger, which sends no request).
+    """
     rows = dep.sql(
-        "SELECT ti.task_id, ti.map_index, t.triggerer_id FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id "
-        "WHERE ti.dag_id = %s AND ti.run_id = %s AND ti.state = 'deferred'",
+        "SELECT ti.task_id, ti.map_index, t.triggerer_id, t.classpath FROM task_instance ti "
+        "JOIN trigger t ON t.id = ti.trigger_id WHERE ti.dag_id = %s AND ti.run_id = %s AND ti.state = 'deferred'",
         BURST_DAG, run_id)
-    return {ti_key({"task_id": t, "map_index": m}): j for t, m, j in rows}
+    return {ti_key({"task_id": t, "map_index": m}): j for t, m, j, c in rows
+            if not polling_only or c != ROOM_TRIGGER}
 
 
-def _failover_step(dep, fo: dict, deferred: set[str], holders: dict[str, int | None], triggerer_jobs: dict[int, Any],
-                   kill_at: int, window: float) -> None:
+def _failover_step(dep, fo: dict, deferred: set[str], holders: dict[str, int | None], pollers: dict[str, int | None],
+                   triggerer_jobs: dict[int, Any], kill_at: int, window: float) -> None:
     """filling -> window_two (both triggerers poll) -> kill -> takeover -> window_one -> done."""
     now = time.monotonic()
     phase = fo["phase"]
     if phase == "filling":
         by_job = {j: sum(1 for h in holders.values() if h == j) for j in triggerer_jobs}
         if len(deferred) >= kill_at and all(by_job.values()):
-            fo.update(phase="window_two", start=now, window_two=_window_start(dep, holders))
+            fo.update(phase="window_two", start=now, window_two=_window_start(dep, pollers))
     elif phase == "window_two" and now - fo["start"] >= window:
-        _window_end(dep, fo["window_two"], holders)
+        _window_end(dep, fo["window_two"], pollers)
         by_job = {j: sum(1 for h in holders.values() if h == j) for j in triggerer_jobs}
         if len(deferred) < kill_at or not all(by_job.values()):
             fo["phase"] = "filling"  # fewer waiting now: measure again before killing
@@ -238,11 +255,11 @@ def _failover_step(dep, fo: dict, deferred: set[str], holders: dict[str, int | N
         if holders and all(j == fo["survivor_job"] for j in holders.values()):
             fo["takeover_s"] = round(now - fo["killed_at"], 1)
             log(f"triggerer job {fo['survivor_job']} holds every deferred trigger {fo['takeover_s']}s after the kill")
-            fo.update(phase="window_one", start=now, window_one=_window_start(dep, holders))
+            fo.update(phase="window_one", start=now, window_one=_window_start(dep, pollers))
         elif not deferred and now - fo["killed_at"] > 5:
             fo.update(phase="done", note="no task left waiting after the takeover: no one-triggerer window")
     elif phase == "window_one" and now - fo["start"] >= window:
-        _window_end(dep, fo["window_one"], holders)
+        _window_end(dep, fo["window_one"], pollers)
         fo["phase"] = "done"
 
 
@@ -268,6 +285,8 @@ def _coalescing_report(dep, fo: dict, interval: float, check: CheckBook) -> None
         intervals = w["seconds"] / interval
         waiting = (w["waiting_start"] + w["waiting_end"]) / 2
         rows[n] = {"triggerers": n, "waiting_tasks": f"{w['waiting_start']} -> {w['waiting_end']}",
+                   # Triggerers holding tasks that wait for their job (the room trigger sends nothing).
+                   "triggerers_polling": w["triggerers"],
                    "seconds": w["seconds"], "poll_requests": w["requests"],
                    "requests_per_interval": round(w["requests"] / intervals, 2),
                    "per_task_polling_would_send": round(waiting, 1)}
@@ -278,9 +297,12 @@ def _coalescing_report(dep, fo: dict, interval: float, check: CheckBook) -> None
             f"{interval}s interval (one request per task would be ~{r['per_task_polling_would_send']})")
     if 1 in rows and 2 in rows:
         one, two = rows[1]["requests_per_interval"], rows[2]["requests_per_interval"]
+        # Tasks waiting for room send no request, so "two triggerers" means two that hold tasks
+        # waiting for their jobs; with the small account that may be one of them only.
+        polling_two = max(1, rows[2]["triggerers_polling"])
         check("burst: each triggerer batches its own waiting tasks (about 1 poll request per interval per "
               "triggerer: 2 with two triggerers, 1 with one)",
-              0 < one <= 1.5 and one < two <= 3.0, rows)
+              0 < one <= 1.5 and 0 < two <= 1.5 * polling_two and (polling_two < 2 or one < two), rows)
 
 
 def _ran_on(dep, run_id: str, key: str, job: int, history: dict) -> bool:

@@ -31,6 +31,8 @@ def track_triggers(dep, dag_id: str, run_id: str, history: dict[str, dict]) -> N
     for task_id, map_index, trig_id, classpath, triggerer_id in trigger_rows(dep, dag_id, run_id):
         key = ti_key({"task_id": task_id, "map_index": map_index})
         h = history.setdefault(key, {"classpath": classpath, "trigger_ids": [], "triggerers": []})
+        if classpath not in h.setdefault("classpaths", []):  # a task may wait for room, then for its job
+            h["classpaths"].append(classpath)
         if trig_id not in h["trigger_ids"]:
             h["trigger_ids"].append(trig_id)
         if triggerer_id is not None and triggerer_id not in h["triggerers"]:

@@ -66,13 +66,12 @@ def parse_args(argv: list[str] | None, description: str = "") -> argparse.Namesp
                         "starts (its jobs queue behind them: about half the burst waits at once on any machine)")
     c.add_argument("--burst-poll-interval", type=float, default=2.0, help="poll_interval of the burst's imagines")
     c.add_argument("--burst-account-slots", type=int, default=3, help="jobs the emulated account runs at once")
-    # The account knob: today's code fails a task whose submits keep being refused (code 23), so the
-    # account's queue (with the pool below) has room for every job the burst can have in flight. Once
-    # the backpressure of issue 14 lands, make it small: --burst-account-queue 3 --burst-pool-slots 0.
-    c.add_argument("--burst-account-queue", type=int, default=22,
-                   help="queued places of the emulated account (more jobs are refused with code 23); "
-                        "small (3) only once refused submits are waited out (backpressure)")
-    c.add_argument("--burst-pool-slots", type=int, default=20,
+    # The account is small and there is no pool: most of the burst's submits are refused (code 23)
+    # and must be waited out on the triggerers (MidjourneyRoomTrigger), each prompt submitted once.
+    c.add_argument("--burst-account-queue", type=int, default=3,
+                   help="queued places of the emulated account (more jobs are refused with code 23 and "
+                        "waited out by the operators)")
+    c.add_argument("--burst-pool-slots", type=int, default=0,
                    help="slots of the 'midjourney' pool (include_deferred) the burst runs in; 0 = no pool")
     c.add_argument("--window-intervals", type=int, default=4,
                    help="poll intervals over which requests are counted, with two triggerers and with one")
