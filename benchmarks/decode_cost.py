@@ -65,6 +65,7 @@ def main() -> None:
 
     import msgspec
 
+    from airflow_provider_mj.hooks.errors import RequestContext
     from airflow_provider_mj.hooks.replies import _split_readings
     from airflow_provider_mj.models import MidjourneyTask
 
@@ -79,8 +80,10 @@ def main() -> None:
     def json_fields(body):
         return [(t.get("id"), t.get("status"), t.get("progress")) for t in json.loads(body)]
 
-    def msgspec_fields(body):  # exactly what the poller's hook call does
-        return _split_readings(body)
+    ctx = RequestContext(kind="readings", route="task/list-by-condition", secret="sk-a-key-the-reply-does-not-hold")
+
+    def msgspec_fields(body):  # exactly what the poller's hook call does (with an API key set)
+        return _split_readings(body, ctx, "https://relay.example")
 
     def msgspec_unchanged(body, previous):
         return [bytes(raw) in previous for raw in split.decode(body)]

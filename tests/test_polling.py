@@ -315,3 +315,16 @@ async def test_waits_that_start_together_share_one_read_of_the_connection(mj_con
     assert len(lookups) == before + 1
     for hook in hooks:
         await hook.aclose()
+
+
+@pytest.mark.parametrize("escaped", [False, True], ids=["plain", "json-escaped"])
+def test_readings_blank_out_a_key_the_server_echoes(escaped):
+    from airflow_provider_mj.hooks.replies import interpret_response
+
+    key = "sk-echoed-key"
+    shown = key if not escaped else "".join(f"\\u{ord(c):04x}" for c in key)
+    body = ('[{"id": "1000000000000001", "status": "IN_PROGRESS", "progress": "5% ' + shown + '", '
+            '"imageUrl": "http://127.0.0.1/p.png?key=' + shown + '"}]').encode()
+    (reading,) = interpret_response("readings", 200, {}, body, route="task/list-by-condition", secret=key)
+    assert key not in reading.progress and reading.progress.startswith("5% ")
+    assert key not in reading.task().image_url and key not in json.dumps(reading.task().to_dict())
