@@ -368,25 +368,18 @@ class MidjourneyBaseHook(BaseHook):
         config = self.config
         options = {"json_body": json_body, "mj_task_id": mj_task_id, "prompt": prompt, "deadline": deadline}
         try:
-            return self._send(config, method, route, kind, **options)
+            return self._send(config, method, route, kind, options)
         except MidjourneyError as err:
             fresh = self._reread_after_refusal(config, err)
             if fresh is None:
                 raise
-        return self._send(fresh, method, route, kind, **options)
+        return self._send(fresh, method, route, kind, options)
 
-    def _send(
-        self,
-        config: MidjourneyConnectionConfig,
-        method: str,
-        route: str,
-        kind: str,
-        *,
-        json_body: dict[str, Any] | None = None,
-        mj_task_id: str | None = None,
-        prompt: str | None = None,
-        deadline: float | None = None,
-    ) -> Any:
+    def _send(self, config: MidjourneyConnectionConfig, method: str, route: str, kind: str,
+              options: dict[str, Any]) -> Any:
+        """One request with ``config`` (the options are :meth:`_call`'s), retried per the policy."""
+        json_body, mj_task_id, prompt, deadline = (
+            options["json_body"], options["mj_task_id"], options["prompt"], options["deadline"])
         session = self.get_conn()
         url = config.url(route)
         ctx = self._ctx(kind, route, mj_task_id=mj_task_id, prompt=prompt)
@@ -484,26 +477,20 @@ class MidjourneyBaseHook(BaseHook):
         config = await self.aget_config()
         options = {"json_body": json_body, "mj_task_id": mj_task_id, "retry": retry, "deadline": deadline}
         try:
-            return await self._asend(config, method, route, kind, **options)
+            return await self._asend(config, method, route, kind, options)
         except MidjourneyError as err:
             fresh = await self._areread_after_refusal(config, err)
             if fresh is None:
                 raise
-        return await self._asend(fresh, method, route, kind, **options)
+        return await self._asend(fresh, method, route, kind, options)
 
-    async def _asend(
-        self,
-        config: MidjourneyConnectionConfig,
-        method: str,
-        route: str,
-        kind: str,
-        *,
-        json_body: dict[str, Any] | None = None,
-        mj_task_id: str | None = None,
-        retry: bool = True,
-        deadline: float | None = None,
-    ) -> Any:
+    async def _asend(self, config: MidjourneyConnectionConfig, method: str, route: str, kind: str,
+                     options: dict[str, Any]) -> Any:
+        """One async request with ``config`` (the options are :meth:`_acall`'s)."""
         import aiohttp
+
+        json_body, mj_task_id, retry, deadline = (
+            options["json_body"], options["mj_task_id"], options["retry"], options["deadline"])
 
         entry = await self._aentry()
         url = config.url(route)
