@@ -158,27 +158,6 @@ def test_clearing_a_finished_task_with_the_same_inputs_reattaches_instead_of_pay
     assert xcom_value(dr, "imagine")["id"] == first_id
 
 
-class WithoutTaskStateStore(DiesWhileWaiting):
-    """Airflow 3.0-3.2: the context has no ``task_state_store``."""
-
-    def execute(self, context):
-        context.pop("task_state_store", None)
-        return super().execute(context)
-
-
-def test_without_task_state_store_a_retry_after_submit_pays_for_a_second_job(request, mj_connection, run_dag,
-                                                                               capfd):
-    # The documented fallback on Airflow < 3.3: a warning on every try, and a retry that follows an
-    # accepted job submits a new one (the first job keeps running and is billed).
-    dr, ti = _run_one(request, run_dag, WithoutTaskStateStore, prompt="a print on an old Airflow",
-                      deferrable=False)
-    logs = capfd.readouterr().out
-
-    assert ti.state == "success" and ti.try_number == 2
-    assert _submits(mj_connection) == 2
-    assert logs.count("task_state_store is not available") == 2  # once per try
-
-
 def test_durable_false_opts_out_and_submits_on_every_try(request, mj_connection, run_dag):
     dr, ti = _run_one(request, run_dag, DiesWhileWaiting, prompt="a print, not durable", deferrable=False,
                       durable=False)
