@@ -146,6 +146,21 @@ def _aiohttp_failure(ctx: RequestContext, err: BaseException) -> MidjourneyError
     return _connection_error(ctx, err, sent=True, timed_out=False)
 
 
+#: What :meth:`MidjourneyBaseHook._call` / ``_acall`` take besides method, route and kind, with defaults.
+_OPTION_DEFAULTS: dict[str, Any] = {"json_body": None, "mj_task_id": None, "deadline": None,
+                                    "prompt": None, "retry": True}
+
+
+def _request_options(given: dict[str, Any], path_only: str) -> dict[str, Any]:
+    """The options of one request with their defaults; ``path_only`` is the one option that only
+    the sync (``prompt``) or the async (``retry``) path takes. A misspelt option is an error."""
+    allowed = {"json_body", "mj_task_id", "deadline", path_only}
+    unknown = set(given) - allowed
+    if unknown:
+        raise TypeError(f"unexpected request option(s): {', '.join(sorted(unknown))}")
+    return {name: given.get(name, _OPTION_DEFAULTS[name]) for name in allowed}
+
+
 # ---------------------------------------------------------------------------------------------
 # Async sessions: one per (connection, event loop)
 # ---------------------------------------------------------------------------------------------
@@ -346,18 +361,11 @@ class MidjourneyBaseHook(BaseHook):
         return RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
                               prompt=prompt, secret=cfg.api_key if cfg else None)
 
-    def _call(
-        self,
-        method: str,
-        route: str,
-        kind: str,
-        *,
-        json_body: dict[str, Any] | None = None,
-        mj_task_id: str | None = None,
-        prompt: str | None = None,
-        deadline: float | None = None,
-    ) -> Any:
+    def _call(self, method: str, route: str, kind: str, **options: Any) -> Any:
         """Send one request (retrying per the policy) and interpret the reply.
+
+        Options (keywords, see :func:`_request_options`): ``json_body``, ``mj_task_id``,
+        ``prompt``, ``deadline``.
 
         Each try is bounded as a whole by the connection's ``timeout``, and by ``deadline`` (epoch
         seconds, a wait's) if given: no try outlives it and no retry starts after it
@@ -366,7 +374,7 @@ class MidjourneyBaseHook(BaseHook):
         refusal is reported.
         """
         config = self.config
-        options = {"json_body": json_body, "mj_task_id": mj_task_id, "prompt": prompt, "deadline": deadline}
+        options = _request_options(options, "prompt")
         try:
             return self._send(config, method, route, kind, options)
         except MidjourneyError as err:
@@ -461,21 +469,11 @@ class MidjourneyBaseHook(BaseHook):
         """Release the async session (see :meth:`aclose`)."""
         await self.aclose()
 
-    async def _acall(
-        self,
-        method: str,
-        route: str,
-        kind: str,
-        *,
-        json_body: dict[str, Any] | None = None,
-        mj_task_id: str | None = None,
-        retry: bool = True,
-        deadline: float | None = None,
-    ) -> Any:
+    async def _acall(self, method: str, route: str, kind: str, **options: Any) -> Any:
         """Async :meth:`_call`: one request on the loop's shared session, the same whole-request
         bound (aiohttp's total timeout) and the same 401/403 re-read."""
         config = await self.aget_config()
-        options = {"json_body": json_body, "mj_task_id": mj_task_id, "retry": retry, "deadline": deadline}
+        options = _request_options(options, "retry")
         try:
             return await self._asend(config, method, route, kind, options)
         except MidjourneyError as err:
