@@ -16,6 +16,9 @@ account runs it (:meth:`Engine.status_of`), except that a *chatty* emulator move
 nearly every read and gives IN_PROGRESS previews a new cache-busting query string each time,
 and ``status_lag_seconds`` shows the job as it was that long ago (a relay's lagging copy).
 
+The task, a submit's outcome and the request-field checks live in :mod:`.tasks`; the describe
+and shorten texts in :mod:`.texts`. Their names are re-exported here.
+
 Request rules that are the protocol's (lengths of ``state`` and ``notifyHook``, http(s) URLs,
 data URLs, blend image count, ``botType`` and ``dimensions`` values) come from
 :mod:`airflow_provider_mj.inputs`, the module the hook validates with, so the client and this
@@ -24,24 +27,17 @@ server cannot disagree about them; only the error shape (code 4) is the emulator
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
-import json
-import math
 import random
 import re
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from airflow_provider_mj import inputs
-from airflow_provider_mj.exceptions import MidjourneyValidationError
 from airflow_provider_mj.models import (
     MidjourneyTask,
     TaskOutcome,
@@ -53,155 +49,32 @@ from airflow_provider_mj.models import (
 
 from . import images
 from .settings import EmulatorSettings
+from .tasks import (
+    Accepted,
+    Common,
+    Job,
+    SubmitError,
+    View,
+    accepted_reply,
+    as_list,
+    check_data_url,
+    dumps,
+    find_word,
+    invalid,
+    is_http_url,
+    not_found,
+    require_prompt,
+)
+from .texts import KEYCAPS, describe_text, numbered, shorten_text
 
-KEYCAPS = tuple(f"{n}\ufe0f\u20e3" for n in range(1, 10))
+__all__ = ["DIMENSIONS", "KEYCAPS", "MAX_STATE_KEYS", "Accepted", "Common", "Counters", "Engine", "Job",
+           "SubmitError", "View", "describe_text", "dumps", "invalid", "not_found", "shorten_text"]
+
 #: Aspect ratio of each blend ``dimensions`` value (the values themselves: ``inputs.DIMENSIONS``).
 DIMENSIONS = dict(zip(inputs.DIMENSIONS, ((2, 3), (1, 1), (3, 2))))
 MAX_STATE_KEYS = 10_000
 
 _AR = re.compile(r"--(?:ar|aspect)\s+(\d{1,3})\s*:\s*(\d{1,3})", re.I)
-
-
-# ---------------------------------------------------------------------------------------------
-# Outcomes of a submit.
-# ---------------------------------------------------------------------------------------------
-
-
-class SubmitError(Exception):
-    """A refused submit or read: ``code`` as in PROTOCOL.md, plus the proxy's HTTP status.
-
-    :param relay_reason: set when a relay refuses the request itself, before asking its
-        upstream server (new-api checks the prompt and the parent task first): the reason it
-        reports, such as ``"prompt_is_required"``. None: a relay passes the upstream server's
-        reply through as it came (queue full, banned prompt, most validation).
-    """
-
-    def __init__(self, code: int, description: str, *, http_status: int = 200,
-                 relay_reason: str | None = None, properties: dict[str, Any] | None = None) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
-        self.http_status = http_status
-        self.relay_reason = relay_reason
-        self.properties = properties or {}
-
-
-def invalid(description: str, relay_reason: str | None = None) -> SubmitError:
-    return SubmitError(4, description, relay_reason=relay_reason)
-
-
-def not_found(what: str = "task", relay_reason: str = "task_not_found") -> SubmitError:
-    """No such task. new-api spells the reason ``task_no_found`` on fetch and image-seed."""
-    return SubmitError(3, f"{what} not found", http_status=404, relay_reason=relay_reason)
-
-
-@dataclass
-class Accepted:
-    """An accepted submit: code 1 (started), 21 (waits for modal) or 22 (queued)."""
-
-    code: int
-    task_id: str | None
-    description: str
-    properties: dict[str, Any] = field(default_factory=dict)
-    #: The customId's button kind for actions (the relay decides 21 -> 1 from it).
-    kind_name: str | None = None
-
-
-@dataclass
-class Common:
-    """Fields every submit route accepts."""
-
-    state: str | None = None
-    notify_hook: str | None = None
-    bot_type: str | None = None
-    account_filter: Any = None
-    mode: str = "default"
-
-    def validate(self) -> None:
-        if self.state is not None and len(self.state) > inputs.MAX_STATE_LENGTH:
-            raise invalid(f"state is longer than {inputs.MAX_STATE_LENGTH} characters")
-        if self.notify_hook:
-            with _as_code_4("notifyHook"):
-                inputs.validate_notify_hook(self.notify_hook)
-        # A server is stricter than our client, which also accepts other cases and spellings.
-        if self.bot_type and self.bot_type not in inputs.BOT_TYPES:
-            raise invalid(f"botType must be one of {', '.join(inputs.BOT_TYPES)}")
-        if self.account_filter is not None and not isinstance(self.account_filter, dict):
-            raise invalid("accountFilter must be an object")
-
-
-# ---------------------------------------------------------------------------------------------
-# The task.
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Job:
-    """One task. Its status is derived from the clock (see :meth:`Engine.status_of`)."""
-
-    id: str
-    action: str
-    prompt: str
-    common: Common
-    submit_at: float
-    message_hash: str
-    message_id: str
-    #: What the finished task shows: "grid", "single", "hd" (single, twice the size) or None.
-    image_kind: str | None = None
-    image_seed: str = ""
-    #: Size of one picture of the grid (an upscale); grids and HD upscales are twice as large.
-    cell: tuple[int, int] = (240, 240)
-    #: None while the task waits in MODAL.
-    start_at: float | None = None
-    duration: float = 0.0
-    steps: int = 3
-    fail_at: float | None = None
-    fail_reason: str = ""
-    #: For MODAL tasks: the kind pressed ("vary_region", "custom_zoom", or a remixed one).
-    modal_kind: str | None = None
-    parent_id: str | None = None
-    #: Seed material used when a MODAL task is confirmed.
-    seed_parts: tuple[str, ...] = ()
-    #: DESCRIBE/SHORTEN: the text shown once the job succeeds.
-    result_text: str = ""
-    #: DESCRIBE: the image that was described (shown at once).
-    input_image_url: str = ""
-    #: Serialised JSON of a finished task, per (dialect, base URL): it never changes.
-    cache: dict[tuple[bool, str], bytes] = field(default_factory=dict)
-
-    @property
-    def end_at(self) -> float | None:
-        if self.start_at is None:
-            return None
-        return self.fail_at if self.fail_at is not None else self.start_at + self.duration
-
-    def image_path(self, preview: int | None = None) -> str:
-        """The path (under the base URL) of the task's image, "" when it has none.
-
-        :param preview: a running job's progress percent: the path of its preview at that point.
-        """
-        if not self.image_kind:
-            return ""
-        cw, ch = self.cell
-        if self.image_kind == "grid":
-            kind, size = "grid", (2 * cw, 2 * ch)
-        elif self.image_kind == "hd":
-            kind, size = "single", (2 * cw, 2 * ch)
-        else:
-            kind, size = "single", (cw, ch)
-        if preview is not None:
-            kind = images.preview_kind(kind, preview)
-        return "/images/" + images.image_name(self.image_seed, kind, *size)
-
-
-@dataclass(frozen=True)
-class View:
-    """A job as seen at one instant."""
-
-    status: str
-    progress: str
-    start_ms: int | None
-    finish_ms: int | None
 
 
 class Counters:
@@ -226,6 +99,7 @@ class Counters:
                 self.submits_by_state[state] += 1
             else:
                 self.submits_by_state["<other>"] += 1
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +211,7 @@ class Engine:
         job.duration = self.settings.job_seconds
         job.steps = self.settings.progress_steps
         phase = job.duration / (job.steps + 1)
-        fail_word = _find_word(job.prompt, self.settings.fail_words)
+        fail_word = find_word(job.prompt, self.settings.fail_words)
         if fail_word is not None:
             # Like a real parameter error: fails right after being submitted.
             job.fail_at = start + phase
@@ -364,14 +238,14 @@ class Engine:
         self.tasks[job.id] = job
         self._prune(now)
         self.counters.count_submit(route, job.common.state)
-        return _accepted(job.id, ahead, modal)
+        return accepted_reply(job.id, ahead, modal)
 
     # -- submits --------------------------------------------------------------------------------
 
     def imagine(self, prompt: Any, base64_array: Any, common: Common) -> Accepted:
         common.validate()
-        prompt = _require_prompt(prompt)
-        refs = [_check_data_url(item, "base64Array") for item in _as_list(base64_array, "base64Array")]
+        prompt = require_prompt(prompt)
+        refs = [check_data_url(item, "base64Array") for item in as_list(base64_array, "base64Array")]
         self._check_banned(prompt)
         job = self._new_job("IMAGINE", prompt, common, image_kind="grid",
                             image_seed=images.digest("imagine", prompt, *refs),
@@ -380,10 +254,10 @@ class Engine:
 
     def blend(self, base64_array: Any, dimensions: Any, common: Common) -> Accepted:
         common.validate()
-        items = _as_list(base64_array, "base64Array")
+        items = as_list(base64_array, "base64Array")
         if not inputs.MIN_BLEND_IMAGES <= len(items) <= inputs.MAX_BLEND_IMAGES:
             raise invalid(f"base64Array must hold {inputs.MIN_BLEND_IMAGES} to {inputs.MAX_BLEND_IMAGES} images")
-        refs = [_check_data_url(item, "base64Array") for item in items]
+        refs = [check_data_url(item, "base64Array") for item in items]
         dims = str(dimensions or "SQUARE").upper()
         if dims not in DIMENSIONS:
             raise invalid(f"dimensions must be one of {', '.join(DIMENSIONS)}")
@@ -396,11 +270,11 @@ class Engine:
         common.validate()
         source_prompt = ""
         if base64_data:
-            seed = images.digest("describe", _check_data_url(base64_data, "base64"))
+            seed = images.digest("describe", check_data_url(base64_data, "base64"))
             ratio = (1, 1)
             input_url = ""
         elif link:
-            if not isinstance(link, str) or not _is_http_url(link):
+            if not isinstance(link, str) or not is_http_url(link):
                 raise invalid("link must be an http(s) URL of an image")
             seed, ratio = images.digest("describe-link", link), (1, 1)
             own = images.parse_image_name(urlsplit(link).path.rsplit("/", 1)[-1])
@@ -421,7 +295,7 @@ class Engine:
 
     def shorten(self, prompt: Any, common: Common) -> Accepted:
         common.validate()
-        prompt = _require_prompt(prompt)
+        prompt = require_prompt(prompt)
         self._check_banned(prompt)
         job = self._new_job("SHORTEN", prompt, common, result_text=shorten_text(prompt))
         return self._admit(job, "shorten")
@@ -453,7 +327,7 @@ class Engine:
             self.counters.count_submit("action", common.state)
             return Accepted(1, None, "Success", kind_name=kind.name)
         if kind.name in ("describe_pick", "shorten_pick"):
-            prompts = _numbered(parent.result_text)
+            prompts = numbered(parent.result_text)
             if not 1 <= n <= len(prompts):
                 raise invalid("no such prompt")
             prompt = prompts[n - 1]
@@ -498,9 +372,9 @@ class Engine:
         if job.modal_kind == "vary_region":
             if not mask:
                 raise invalid("maskBase64 is required for Vary (Region)")
-            mask_ref = _check_data_url(mask, "maskBase64")
+            mask_ref = check_data_url(mask, "maskBase64")
         elif mask:
-            mask_ref = _check_data_url(mask, "maskBase64")
+            mask_ref = check_data_url(mask, "maskBase64")
         if prompt and prompt.strip():
             self._check_banned(prompt.strip())
             job.prompt = prompt.strip()
@@ -511,7 +385,7 @@ class Engine:
         ahead = self._schedule(job, now)  # SubmitError 23 leaves it in MODAL
         job.modal_kind = None
         self.counters.count_submit("modal", job.common.state)
-        return _accepted(job.id, ahead, False)
+        return accepted_reply(job.id, ahead, False)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -609,7 +483,7 @@ class Engine:
     # -- helpers --------------------------------------------------------------------------------
 
     def _check_banned(self, prompt: str) -> None:
-        word = _find_word(prompt, self.settings.banned_words)
+        word = find_word(prompt, self.settings.banned_words)
         if word is not None:
             raise SubmitError(24, f"banned prompt: {word}", properties={"bannedWord": word, "promptEn": prompt})
 
@@ -621,142 +495,3 @@ class Engine:
                 return images.size_for_ratio(self.settings.image_size, w, h)
         return default or images.size_for_ratio(self.settings.image_size, 1, 1)
 
-
-def _accepted(task_id: str, ahead: int | None, modal: bool) -> Accepted:
-    if modal:
-        return Accepted(21, task_id, "Waiting for window confirm")
-    if ahead is not None:
-        return Accepted(22, task_id, f"In queue, there are {ahead} tasks ahead",
-                        {"numberOfQueues": ahead})
-    return Accepted(1, task_id, "Submit success")
-
-
-def dumps(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-@contextmanager
-def _as_code_4(name: str) -> Iterator[None]:
-    """Answer a rule of :mod:`airflow_provider_mj.inputs` that fails as a server does: code 4."""
-    try:
-        yield
-    except MidjourneyValidationError as err:
-        raise invalid(f"{name}: {err}") from None
-
-
-def _is_http_url(value: str) -> bool:
-    try:
-        inputs.validate_http_url(value, field="url")
-    except MidjourneyValidationError:
-        return False
-    return True
-
-
-def _require_prompt(prompt: Any) -> str:
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise invalid("prompt is required", relay_reason="prompt_is_required")
-    return prompt.strip()
-
-
-def _as_list(value: Any, name: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise invalid(f"{name} must be a list of data URLs")
-    return value
-
-
-def _check_data_url(value: Any, name: str) -> str:
-    """Validate a ``data:image/...;base64,`` URL; a short digest of its bytes."""
-    with _as_code_4(name):
-        _, raw = inputs.parse_data_url(value, field=name)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def _find_word(prompt: str, words: tuple[str, ...]) -> str | None:
-    lower = prompt.casefold()
-    for word in words:
-        if word and word.casefold() in lower:
-            return word
-    return None
-
-
-def _numbered(text: str) -> list[str]:
-    out = []
-    for line in text.splitlines():
-        for cap in KEYCAPS:
-            if line.startswith(cap):
-                out.append(line[len(cap):].strip())
-                break
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Describe and shorten texts.
-# ---------------------------------------------------------------------------------------------
-
-_SUBJECTS = ("a lighthouse on a windswept cliff", "a red fox sleeping in fresh snow",
-             "a rainy city street at night", "an old library full of floating books",
-             "a bowl of ramen on a wooden table", "a small sailboat on a calm lake",
-             "a robot tending a rooftop garden", "a mountain village at dawn",
-             "a portrait of an elderly fisherman", "a field of sunflowers under a storm")
-_STYLES = ("watercolor illustration", "35mm film photograph", "oil painting, impasto",
-           "isometric 3d render", "ukiyo-e woodblock print", "studio ghibli style",
-           "cinematic still, anamorphic lens", "charcoal sketch")
-_DETAILS = ("soft golden light", "muted pastel palette", "high contrast", "volumetric fog",
-            "intricate details", "minimalist composition", "vivid neon colors", "shallow depth of field")
-
-
-def describe_text(seed: str, ratio: tuple[int, int], prompt: str = "") -> str:
-    """Four prompts, ``"1️⃣ ...\\n\\n2️⃣ ..."``, deterministic per image (``seed``).
-
-    Built from ``prompt``, the words of the task that made the image (its ``--`` parameters
-    dropped): each prompt keeps its first phrase (the subject), reorders or drops the other
-    comma-separated phrases and adds one detail, the way a real describe rephrases what it sees.
-    An image the emulator did not make (no prompt) gets prompts from a small vocabulary.
-    """
-    rnd = random.Random(seed)
-    g = math.gcd(*ratio) or 1
-    ar = f"--ar {ratio[0] // g}:{ratio[1] // g}"
-    words = " ".join(w for w in re.sub(r"--\S+(\s+[^-\s]\S*)?", " ", prompt).split())
-    phrases = [p.strip() for p in words.split(",") if p.strip()]
-    details = rnd.sample(_DETAILS, 4)  # one each: the four prompts never repeat one another
-    prompts = []
-    for n in range(4):
-        if phrases:
-            rest = rnd.sample(phrases[1:], k=len(phrases) - 1)
-            if n % 2 and rest:
-                rest.pop()
-            body = ", ".join([phrases[0], *rest, details[n]])
-        else:
-            body = f"{rnd.choice(_SUBJECTS)}, {rnd.choice(_STYLES)}, {details[n]}"
-        prompts.append(f"{KEYCAPS[n]} {body} {ar}")
-    return "\n\n".join(prompts)
-
-
-_STOPWORDS = frozenset("a an the of in on at and with to for from by very is are my your its this that".split())
-
-
-def shorten_text(prompt: str) -> str:
-    """The /shorten answer: an IMPORTANT TOKENS part and five "Shortened prompts"."""
-    words = prompt.split()
-    params: list[str] = []
-    tokens: list[str] = []
-    i = 0
-    while i < len(words):
-        if words[i].startswith("--"):
-            params.append(words[i])
-            if i + 1 < len(words) and not words[i + 1].startswith("--"):
-                params.append(words[i + 1])
-                i += 1
-        else:
-            tokens.append(words[i])
-        i += 1
-    important = [t for t in tokens if t.strip(",.;:!").casefold() not in _STOPWORDS] or tokens or ["image"]
-    marked = " ".join(f"**{t}**" if t in important else f"~~{t}~~" for t in tokens)
-    suffix = (" " + " ".join(params)) if params else ""
-    lines = []
-    for n in range(5):
-        keep = max(1, round(len(important) * (5 - n) / 5))
-        lines.append(f"{KEYCAPS[n]} {' '.join(important[:keep]).strip(',')}{suffix}")
-    return "**IMPORTANT TOKENS**\n" + marked + "\n\n**Shortened prompts**\n\n" + "\n\n".join(lines)
