@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from airflow_provider_mj.exceptions import MidjourneyConfigurationError
 from airflow_provider_mj.models import TaskOutcome
 
 from . import engine as eng
@@ -317,13 +318,13 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
         if format is not None and format.lower() not in images.FORMATS:
             return Response(b"format must be png, webp or jpeg", status_code=400, media_type="text/plain")
         try:
-            data = state.images.get(name, format.lower() if format else None)
-        except images.FormatUnavailable as err:
+            found = state.images.get(name, format.lower() if format else None)
+        except MidjourneyConfigurationError as err:  # WebP or JPEG without Pillow
             return Response(str(err).encode(), status_code=501, media_type="text/plain")
-        if data is None:
+        if found is None:
             return Response(b"image not found", status_code=404, media_type="text/plain")
-        fmt = images.FORMATS[format.lower()][0] if format else images.format_of(name)
-        return Response(data, media_type=images.FORMATS[fmt][1], headers={"cache-control": "public, max-age=86400"})
+        data, fmt = found
+        return Response(data, media_type=fmt.media_type, headers={"cache-control": "public, max-age=86400"})
 
     # -- the emulator's own routes (no key, no faults) ------------------------------------------
     test_router = APIRouter(prefix="/_emulator", tags=["emulator"])

@@ -438,10 +438,9 @@ class Engine:
         if job.input_image_url:
             image_url = job.input_image_url
         elif done:
-            image_url = images.with_format(job.image_path(), self.settings.image_format)
+            image_url = job.image_path(fmt=self.settings.image_format)
         elif status == "IN_PROGRESS":
-            image_url = images.with_format(job.image_path(preview=int(view.progress.rstrip("%") or 0)),
-                                           self.settings.image_format)
+            image_url = job.image_path(preview=int(view.progress.rstrip("%") or 0), fmt=self.settings.image_format)
             if image_url and self.settings.chatty:
                 # new-api serves previews through its own origin with a cache-buster per read.
                 image_url += f"?rand={next(self._reads)}"

@@ -7,10 +7,10 @@ same name always gives the same bytes.
 Formats, as relays and CDNs serve them: the extension ``.png``, ``.webp`` or ``.jpg`` picks the
 encoding, and a ``?format=webp`` (or ``png``, ``jpeg``) query overrides it whatever the name says,
 as Discord's media proxy does, so a ``.png`` link can answer WebP bytes. PNG needs nothing; WebP
-(lossless, so its pixels equal the PNG's) and JPEG (quality 90) need Pillow, the provider's optional
+and JPEG are encoded by :func:`airflow_provider_mj.imaging.encode` (the provider's own formats and
+Pillow settings: WebP lossless, so its pixels equal the PNG's), which needs Pillow, the optional
 ``images`` extra: the emulator stays dependency-free, and without Pillow those requests answer
-HTTP 501 saying what to install (:class:`FormatUnavailable`). Writing our own WebP and JPEG
-encoders would be far more code than this optional import.
+HTTP 501 with :func:`~airflow_provider_mj.imaging.require_pillow`'s message saying what to install.
 
 What a picture shows, so that it reads as what it is: a small landscape (sky, sun, three ridges)
 in a palette taken from the prompt's words ("dusk" is orange, "ocean" blue, "night" dark...), a
@@ -38,15 +38,16 @@ import struct
 import zlib
 from collections import OrderedDict
 
+from airflow_provider_mj import imaging
+from airflow_provider_mj.imaging import ImageFormat
+
 MAX_SIDE = 2048
 _NAME = re.compile(
     r"^(?P<seed>[0-9a-f]{16})_(?P<kind>(?:grid|single)(?:-preview(?:[0-9]{1,2})?)?)_(?P<w>\d{1,4})x(?P<h>\d{1,4})"
     r"\.(?P<ext>png|webp|jpg)$"
 )
-#: Image formats the emulator serves: name (extension or ``?format=``) -> (canonical name, media type).
-FORMATS = {"png": ("png", "image/png"), "webp": ("webp", "image/webp"), "jpg": ("jpeg", "image/jpeg"),
-           "jpeg": ("jpeg", "image/jpeg")}
-_EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
+#: Image formats the emulator serves, by the name an extension or ``?format=`` gives them.
+FORMATS: dict[str, ImageFormat] = {ext[1:]: fmt for ext, fmt in imaging.FORMATS_BY_EXTENSION.items()}
 _SEED = re.compile(r"^[0-9a-f]{16}$")
 
 # ---------------------------------------------------------------------------------------------
@@ -108,18 +109,12 @@ def cell_seed(grid_seed: str, index: int) -> str:
 
 def image_name(seed: str, kind: str, width: int, height: int, fmt: str = "png") -> str:
     """The URL name of an image; ``fmt`` is ``png``, ``webp`` or ``jpeg``."""
-    return f"{seed}_{kind}_{width}x{height}.{_EXTENSIONS[FORMATS[fmt][0]]}"
+    return f"{seed}_{kind}_{width}x{height}{FORMATS[fmt].extension}"
 
 
-def with_format(path: str, fmt: str) -> str:
-    """An image path of ours (``/images/<name>.png``) with the extension of ``fmt``."""
-    stem, dot, ext = path.rpartition(".")
-    return f"{stem}.{_EXTENSIONS[FORMATS[fmt][0]]}" if dot and ext in FORMATS else path
-
-
-def format_of(name: str) -> str:
-    """The canonical format (``png``, ``webp``, ``jpeg``) a valid image name's extension asks for."""
-    return FORMATS[name.rpartition(".")[2]][0]
+def format_of(name: str) -> ImageFormat:
+    """The format a valid image name's extension asks for."""
+    return FORMATS[name.rpartition(".")[2]]
 
 
 def preview_kind(kind: str, percent: int) -> str:
@@ -327,30 +322,11 @@ def encode_png(width: int, height: int, rows: list[bytes], text: dict[str, str] 
     return b"".join(out)
 
 
-class FormatUnavailable(RuntimeError):
-    """WebP or JPEG was asked for and Pillow is not installed."""
-
-
-def _encode_with_pillow(width: int, height: int, rows: list[bytes], fmt: str) -> bytes:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise FormatUnavailable(
-            f"the emulator serves {fmt.upper()} only with Pillow installed: pip install 'airflow-provider-mj[images]'"
-        ) from None
-    import io
-
-    image = Image.frombytes("RGB", (width, height), b"".join(rows))
-    out = io.BytesIO()
-    if fmt == "webp":
-        image.save(out, "WEBP", lossless=True, quality=100, method=4)
-    else:
-        image.save(out, "JPEG", quality=90)
-    return out.getvalue()
-
-
 def render(seed: str, kind: str, width: int, height: int, fmt: str = "png") -> bytes:
-    """The bytes of an image name's parts, encoded as ``fmt`` (``png``, ``webp`` or ``jpeg``)."""
+    """The bytes of an image name's parts, encoded as ``fmt`` (``png``, ``webp`` or ``jpeg``).
+
+    :raises airflow_provider_mj.exceptions.MidjourneyConfigurationError: WebP or JPEG without Pillow.
+    """
     base, _, preview = kind.partition("-preview")
     percent = (int(preview) if preview else 50) if "-preview" in kind else None
     if base == "single":
@@ -361,9 +337,10 @@ def render(seed: str, kind: str, width: int, height: int, fmt: str = "png") -> b
         rows = [a + b for a, b in zip(cells[0], cells[1])] + [a + b for a, b in zip(cells[2], cells[3])]
     else:
         raise ValueError(f"unknown image kind {kind!r}")
-    fmt = FORMATS[fmt][0]
-    if fmt != "png":
-        return _encode_with_pillow(width, height, rows, fmt)
+    image_format = FORMATS[fmt]
+    if image_format is not imaging.PNG:
+        pillow = imaging.require_pillow(f"Serving {image_format.name.upper()} images")
+        return imaging.encode(pillow.frombytes("RGB", (width, height), b"".join(rows)), image_format)
     text = {"Software": "mj-emulator", "Comment": f"{kind} {seed}"}
     return encode_png(width, height, rows, text)
 
@@ -376,29 +353,29 @@ class ImageCache:
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self.bytes = 0
 
-    def get(self, name: str, fmt: str | None = None) -> bytes | None:
-        """The bytes of a valid image name (rendered or cached), None for a bad name.
+    def get(self, name: str, fmt: str | None = None) -> tuple[bytes, ImageFormat] | None:
+        """The bytes (rendered or cached) and format of a valid image name, None for a bad name.
 
-        :param fmt: serve this format (``png``, ``webp``, ``jpeg``) instead of the name's.
-        :raises FormatUnavailable: WebP or JPEG without Pillow.
+        :param fmt: serve this format (a key of :data:`FORMATS`) instead of the name's.
+        :raises airflow_provider_mj.exceptions.MidjourneyConfigurationError: WebP or JPEG without Pillow.
         """
         parsed = parse_image_name(name)
         if parsed is None:
             return None
-        fmt = FORMATS[fmt][0] if fmt else format_of(name)
-        key = f"{name}|{fmt}"
+        image_format = FORMATS[fmt] if fmt else format_of(name)
+        key = f"{name}|{image_format.name}"
         data = self._items.get(key)
         if data is not None:
             self._items.move_to_end(key)
-            return data
-        data = render(*parsed, fmt=fmt)
+            return data, image_format
+        data = render(*parsed, fmt=image_format.name)
         if len(data) <= self.max_bytes:
             self._items[key] = data
             self.bytes += len(data)
             while self.bytes > self.max_bytes and self._items:
                 _, old = self._items.popitem(last=False)
                 self.bytes -= len(old)
-        return data
+        return data, image_format
 
     def clear(self) -> None:
         self._items.clear()

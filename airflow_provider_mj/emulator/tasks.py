@@ -133,10 +133,11 @@ class Job:
             return None
         return self.fail_at if self.fail_at is not None else self.start_at + self.duration
 
-    def image_path(self, preview: int | None = None) -> str:
+    def image_path(self, preview: int | None = None, fmt: str = "png") -> str:
         """The path (under the base URL) of the task's image, "" when it has none.
 
         :param preview: a running job's progress percent: the path of its preview at that point.
+        :param fmt: the format its name asks for (``png``, ``webp`` or ``jpeg``).
         """
         if not self.image_kind:
             return ""
@@ -149,7 +150,7 @@ class Job:
             kind, size = "single", (cw, ch)
         if preview is not None:
             kind = images.preview_kind(kind, preview)
-        return "/images/" + images.image_name(self.image_seed, kind, *size)
+        return "/images/" + images.image_name(self.image_seed, kind, *size, fmt)
 
 
 @dataclass(frozen=True)
