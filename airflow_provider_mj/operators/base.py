@@ -224,8 +224,7 @@ class BaseMidjourneySubmitOperator(RoomWaitMixin, MidjourneyHookMixin, BaseOpera
         if not self.wait_for_completion:
             return mj_task_id
         if self.deferrable:
-            self._defer(context, mj_task_id, deadline, visible_by=self._job_state.visible_by,
-                        modal_ends_wait=self.modal_may_be_hidden)
+            self._defer(context, mj_task_id, deadline)
         shown: list[str] = []
 
         def show_preview(task: MidjourneyTask) -> None:
@@ -238,8 +237,9 @@ class BaseMidjourneySubmitOperator(RoomWaitMixin, MidjourneyHookMixin, BaseOpera
                                        visible_by=self._job_state.visible_by, on_progress=show_preview)
         return self._finish(context, task)
 
-    def _defer(self, context: Context, mj_task_id: str, deadline: float, *, visible_by: float | None = None,
-               modal_ends_wait: bool = False) -> None:
+    def _defer(self, context: Context, mj_task_id: str, deadline: float) -> None:
+        # The "not visible yet" grace of the job accepted last (by this try, or by the one the
+        # task state recalled), whichever way the wait came here.
         self.defer(
             trigger=MidjourneyTaskTrigger(
                 mj_task_id=mj_task_id,
@@ -247,8 +247,8 @@ class BaseMidjourneySubmitOperator(RoomWaitMixin, MidjourneyHookMixin, BaseOpera
                 poll_interval=self.poll_interval,
                 deadline=deadline,
                 prompt=self.prompt_for_messages(),
-                visible_by=visible_by,
-                modal_ends_wait=modal_ends_wait,
+                visible_by=self._job_state.visible_by,
+                modal_ends_wait=self.modal_may_be_hidden,
             ),
             method_name="execute_complete",
             timeout=self.deferral_timeout(context),

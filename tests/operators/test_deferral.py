@@ -151,3 +151,45 @@ def test_a_hidden_modal_without_modal_input_fails_naming_it_when_deferrable(requ
     assert ti.state == "failed" and ti.try_number == 1
     assert "MidjourneyModalRequiredError" in out.out + out.err and "MidjourneyModalOperator(" in out.out + out.err
     assert probes == [] and mj_connection.counters()["submits"].get("modal", 0) == 0
+
+
+def test_a_job_the_hidden_modal_leads_to_gets_the_not_visible_grace_when_deferred(request, run_dag, monkeypatch):
+    # A relay that rewrites code 21 to 1, answers the modal with a new task id, and shows a new task
+    # only from its third read: the job the modal starts is as fresh as any other submit. (The
+    # emulator keeps the MODAL task's id and shows new tasks at once, hence the protocol relay.)
+    import json
+
+    from airflow_provider_mj.operators import MidjourneyActionOperator
+    from tests.helpers import connection_json, record_inline_triggers, xcom_value
+    from tests.protocol.relay_server import Quirks, start_relay
+
+    from tests.protocol.relay_server import Relay
+
+    real_modal = Relay.submit_modal
+
+    def modal_makes_a_fresh_task(self, body):
+        # The relay's modal_new_id renames the MODAL task, which it has already shown: make the
+        # renamed one as unseen as a task just submitted.
+        reply = real_modal(self, body)
+        new_id = json.loads(reply.body)["result"]
+        if new_id in self.tasks:
+            self.tasks[new_id].reads = 0
+        return reply
+
+    monkeypatch.setattr(Relay, "submit_modal", modal_makes_a_fresh_task)
+    quirks = Quirks(dialect="relay", modal_new_id=True, not_found_polls=2, job_seconds=0.25)
+    triggers = record_inline_triggers(monkeypatch)
+    with start_relay(quirks) as relay:
+        monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(relay.base_url))
+        with make_dag(unique_dag_id(request)) as dag:
+            imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
+            vary = MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3", enable_remix=True,
+                                            modal_prompt="a harbour at night", deferrable=True, **FAST)
+            imagine >> vary
+        dr = run_dag(dag)
+        submits = relay.counters()["submits"]
+
+    assert {k: ti.state for k, ti in task_instances(dr).items()} == {"imagine": "success", "vary": "success"}
+    assert xcom_value(dr, "vary")["prompt"] == "a harbour at night"
+    assert triggers == ["MidjourneyTaskTrigger", "MidjourneyTaskTrigger"]  # find the modal, then the job
+    assert submits == {"imagine": 1, "action": 1, "modal": 1}
