@@ -202,12 +202,8 @@ class BaseMidjourneySubmitOperator(RoomWaitMixin, MidjourneyHookMixin, BaseOpera
             return False, mj_task_id
         result = self.submit(context)
         if not result.mj_task_id:
-            if result.needs_modal:
-                raise MidjourneyServerError(
-                    f"/submit/{self.endpoint} answered code 21 (modal) without a task id",
-                    code=result.code, description=result.description,
-                )
-            # Some buttons (Favorite) are acknowledged without creating a task.
+            # Only a button that creates no task (Favorite) gets here: the hook raises
+            # MidjourneySubmitUncertainError for any other accepted submit that names no task.
             self.log.info("Midjourney accepted the %s request (code %s); it created no task.",
                           self.endpoint, result.code)
             return True, None

@@ -181,7 +181,7 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
     def _has_modal_input(self) -> bool:
         return given(self.modal_prompt) or given(self.mask)
 
-    def _complete_modal(self, modal_task_id: str) -> SubmitResult | None:
+    def _complete_modal(self, modal_task_id: str) -> SubmitResult:
         what = f"button {self.button!r}" if given(self.button) else f"customId {self.custom_id!r}"
         if not self._has_modal_input():
             raise MidjourneyModalRequiredError(
@@ -219,14 +219,11 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
                 self.log.info("Midjourney answered code %s, but task %s waits in MODAL (a relay rewrote code 21).",
                               result.code, result.mj_task_id)
                 result = code21.as_modal(result)
-        if not result.needs_modal or not result.mj_task_id:
+        if not result.needs_modal:  # a code 21 always names its MODAL task (the hook sees to it)
             return result
         # The MODAL task exists and is billed once completed: publish and remember it first.
         self.accepted(context, result.mj_task_id)
-        modal = self._complete_modal(result.mj_task_id)
-        if modal is not None and modal.mj_task_id:
-            return modal
-        return result
+        return self._complete_modal(result.mj_task_id)
 
     def complete_modal(self, context: Context, task: MidjourneyTask) -> str:
         self.log.info("Midjourney task %s waits in MODAL (a relay rewrote code 21).", task.id)
@@ -235,8 +232,7 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
     def resume(self, context: Context, task: MidjourneyTask) -> str:
         if task.raw_status.upper() != "MODAL":
             return task.id
-        modal = self._complete_modal(task.id)
-        mj_task_id = modal.mj_task_id if modal is not None and modal.mj_task_id else task.id
+        mj_task_id = self._complete_modal(task.id).mj_task_id
         self.accepted(context, mj_task_id)
         return mj_task_id
 
