@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.hooks.conftest import CannedServer, make_hook  # noqa: F401 - make_hook: a fixture, re-exported
+from tests.hooks.conftest import canned, make_hook  # noqa: F401 - fixtures, re-exported
 
 TASK_ID = "1320098173412546"
 
@@ -83,21 +83,6 @@ class TrickleServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture
-def canned() -> Callable[..., CannedServer]:
-    """Start canned-reply servers; all are stopped after the test."""
-    servers: list[CannedServer] = []
-
-    def _start() -> CannedServer:
-        server = CannedServer()
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
