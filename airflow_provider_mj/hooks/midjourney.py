@@ -38,11 +38,7 @@ from airflow_provider_mj.hooks.errors import RequestContext, uncertain_error
 from airflow_provider_mj.hooks.replies import TaskReading, interpret_response, parse_retry_after
 from airflow_provider_mj.hooks.retries import short_reason
 from airflow_provider_mj.hooks.storage import SavedImage, report_lineage
-from airflow_provider_mj.hooks.transport import (  # _ASYNC_SESSIONS: tests inspect it from here
-    _ASYNC_SESSIONS,  # noqa: F401
-    MidjourneyBaseHook,
-    async_session_count,
-)
+from airflow_provider_mj.hooks.transport import MidjourneyBaseHook, async_session_count
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, button_creates_task, task_outcome
 from airflow_provider_mj.visibility import TaskSighting
 

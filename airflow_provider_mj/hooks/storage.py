@@ -96,11 +96,6 @@ class SavedImage(str):
         return (f"SavedImage({str(self)!r}, uri={self.uri!r}, size_bytes={self.size_bytes}, "
                 f"media_type={self.media_type!r}, sha256={self.sha256[:12]}...)")
 
-    def with_source(self, source_url: str, mj_task_id: str | None) -> SavedImage:
-        """The same saved image, with where it came from."""
-        fields = {key: getattr(self, key) for key in self._FIELDS}
-        return SavedImage(str(self), **{**fields, "source_url": source_url, "mj_task_id": mj_task_id})
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-able facts (for XCom or asset extras): everything but ``path`` and ``source_url``."""
         return {"uri": self.uri, "location": str(self), "name": self.name, "size_bytes": self.size_bytes,
@@ -156,10 +151,6 @@ class Destination:
     def child(self, name: str) -> Any:
         """The path of ``name`` in this destination's folder (Path or ObjectStoragePath)."""
         return self.parent / name
-
-    def describe(self) -> str:
-        """The destination for messages (no credentials: paths and conn ids only)."""
-        return str(self.parent if self.name is None else self.child(self.name))
 
 
 def _is_object_path(destination: Any) -> bool:

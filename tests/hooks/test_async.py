@@ -12,7 +12,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyNotFoundError,
 )
 from airflow_provider_mj.hooks import MidjourneyHook
-from airflow_provider_mj.hooks.midjourney import _ASYNC_SESSIONS, async_session_count
+from airflow_provider_mj.hooks.transport import _ASYNC_SESSIONS, async_session_count
 from airflow_provider_mj.models import TaskStatus
 from tests.hooks.conftest import SECRET_KEY
 
