@@ -57,7 +57,8 @@ class EmulatorState:
         new = self.settings.merged(**changes)
         self.settings = new
         self.engine.apply_settings(new)
-        self.images.max_bytes = new.image_cache_bytes
+        if new.image_cache_bytes != self.images.lru.maxsize:
+            self.images = ImageCache(new.image_cache_bytes)  # images are re-made on demand
         if "faults" in changes or any(k.startswith("fault_") for k in changes):
             self.injector.reseed(new.faults)
         return new
@@ -65,7 +66,7 @@ class EmulatorState:
     def reset(self) -> None:
         self.engine.reset()
         self.notifier.reset()
-        self.images.clear()
+        self.images.lru.clear()
         self.injector.reseed(self.settings.faults)
 
     def counters(self) -> dict[str, Any]:
@@ -80,8 +81,8 @@ class EmulatorState:
             "modes": dict(c.modes),
             "tasks": self.engine.task_count(),
             "queued": self.engine.queued_count(),
-            "images_cached": len(self.images),
-            "image_cache_bytes": self.images.bytes,
+            "images_cached": len(self.images.lru),
+            "image_cache_bytes": self.images.lru.currsize,
             "notifications": {"sent": self.notifier.sent, "failed": self.notifier.failed,
                               "watched": len(self.notifier.watched)},
         }

@@ -36,7 +36,8 @@ import math
 import re
 import struct
 import zlib
-from collections import OrderedDict
+
+import cachetools
 
 from airflow_provider_mj import imaging
 from airflow_provider_mj.imaging import ImageFormat
@@ -346,12 +347,15 @@ def render(seed: str, kind: str, width: int, height: int, fmt: str = "png") -> b
 
 
 class ImageCache:
-    """A bounded LRU of rendered images, by total bytes."""
+    """Rendered images, an LRU bounded by their total bytes (:class:`cachetools.LRUCache`).
+
+    An image larger than the whole bound is rendered and served, but not kept.
+    """
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self.bytes = 0
+        #: (seed, kind, width, height, format) -> bytes; ``currsize`` is the bytes held.
+        self.lru: cachetools.LRUCache = cachetools.LRUCache(max_bytes, getsizeof=len)
+        self._render = cachetools.cached(self.lru)(render)
 
     def get(self, name: str, fmt: str | None = None) -> tuple[bytes, ImageFormat] | None:
         """The bytes (rendered or cached) and format of a valid image name, None for a bad name.
@@ -363,23 +367,4 @@ class ImageCache:
         if parsed is None:
             return None
         image_format = FORMATS[fmt] if fmt else format_of(name)
-        key = f"{name}|{image_format.name}"
-        data = self._items.get(key)
-        if data is not None:
-            self._items.move_to_end(key)
-            return data, image_format
-        data = render(*parsed, fmt=image_format.name)
-        if len(data) <= self.max_bytes:
-            self._items[key] = data
-            self.bytes += len(data)
-            while self.bytes > self.max_bytes and self._items:
-                _, old = self._items.popitem(last=False)
-                self.bytes -= len(old)
-        return data, image_format
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
+        return self._render(*parsed, image_format.name), image_format

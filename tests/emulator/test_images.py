@@ -45,7 +45,7 @@ def test_cache_is_bounded_by_bytes():
     cache = images.ImageCache(max_bytes=20_000)
     for n in range(50):
         assert cache.get(images.image_name(images.digest(str(n)), "grid", 480, 480)) is not None
-    assert cache.bytes <= 20_000 and 0 < len(cache) < 50
+    assert cache.lru.currsize <= 20_000 and 0 < len(cache.lru) < 50
 
 
 def test_importing_the_model_or_the_emulator_package_does_not_import_fastapi():
