@@ -384,11 +384,15 @@ class MidjourneyHook(MidjourneyBaseHook):
         self, mj_task_id: str, *, poll_interval: float = 5.0, deadline: float | None = None,
         visible_by: float | None = None, on_progress: Callable[[MidjourneyTask], None] | None = None,
     ) -> MidjourneyTask:
-        """Poll a task until it finishes (blocking), logging each progress change.
+        """Poll a task until it finishes (blocking), logging its progress like the trigger does.
 
         "Finished" is decided by :func:`~airflow_provider_mj.models.task_outcome`, as in the sensor
         and the trigger; unknown or lagging statuses count as still running. Temporary errors
-        (already retried inside each fetch) do not end the wait before the deadline.
+        (already retried inside each fetch) do not end the wait before the deadline. The log gets
+        the first reading and every status change (the final one included), and progress within
+        a status at most every four poll intervals (the trigger's rule,
+        :class:`~airflow_provider_mj.polling.ProgressThrottle`), so a relay whose progress moves
+        on every read does not flood it.
 
         :param mj_task_id: the task to wait for.
         :param poll_interval: seconds between polls (vendors recommend 3 to 5).
@@ -397,15 +401,18 @@ class MidjourneyHook(MidjourneyBaseHook):
             than an error (a just-submitted job on a lagging relay); None: not found fails at once.
             A task already read that then answers "no such task" is reported lost after a few
             answers in a row, whatever the grace (:class:`~airflow_provider_mj.visibility.TaskSighting`).
-        :param on_progress: called with the task whenever its status or progress changes (the
-            operators use it to publish the preview image for the "Midjourney image" link).
+        :param on_progress: called with the task whenever its status or progress changes, logged
+            or not (the operators use it to publish the preview image for the "Midjourney image" link).
         :return: the task, in status SUCCESS.
         :raises MidjourneyTaskFailedError: the job ended in FAILURE or CANCEL (``fail_reason`` says why).
         :raises MidjourneyTimeoutError: the deadline passed first (the job may still finish).
         """
+        from airflow_provider_mj.polling import PROGRESS_LOG_POLLS, ProgressThrottle  # polling imports hooks
+
         mj_task_id = inputs.validate_mj_task_id(mj_task_id)
         if not isinstance(poll_interval, (int, float)) or isinstance(poll_interval, bool) or poll_interval < 0:
             raise MidjourneyValidationError(f"poll_interval must be a number of seconds >= 0, got {poll_interval!r}.")
+        throttle = ProgressThrottle(PROGRESS_LOG_POLLS * poll_interval)
         last_seen: tuple[str, str] | None = None
         task: MidjourneyTask | None = None
         sighting = TaskSighting(mj_task_id, visible_by)
@@ -431,7 +438,10 @@ class MidjourneyHook(MidjourneyBaseHook):
             if task is not None:
                 seen = (task.raw_status or task.status.value, task.progress)
                 if seen != last_seen:
-                    self.log.info("Midjourney task %s: %s %s", mj_task_id, seen[0], seen[1] or "")
+                    now = time.monotonic()
+                    if throttle.wants(*seen, now):
+                        self.log.info("Midjourney task %s: %s %s", mj_task_id, seen[0], seen[1] or "")
+                        throttle.shown(*seen, now)
                     last_seen = seen
                     if on_progress is not None:
                         on_progress(task)
