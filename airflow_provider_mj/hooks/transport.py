@@ -146,19 +146,28 @@ def _aiohttp_failure(ctx: RequestContext, err: BaseException) -> MidjourneyError
     return _connection_error(ctx, err, sent=True, timed_out=False)
 
 
-#: What :meth:`MidjourneyBaseHook._call` / ``_acall`` take besides method, route and kind, with defaults.
-_OPTION_DEFAULTS: dict[str, Any] = {"json_body": None, "mj_task_id": None, "deadline": None,
-                                    "prompt": None, "retry": True}
+@dataclass(frozen=True)
+class _Request:
+    """One API request as :meth:`MidjourneyBaseHook._call` and ``_acall`` take it (a misspelt
+    option is a TypeError, as for any call)."""
 
+    method: str
+    route: str
+    #: The reply kind :func:`~airflow_provider_mj.hooks.replies.interpret_response` reads.
+    kind: str
+    json_body: dict[str, Any] | None = None
+    #: The task the request is about, and the prompt sent: for messages and errors.
+    mj_task_id: str | None = None
+    prompt: str | None = None
+    #: Epoch seconds (a wait's deadline): no try outlives it and no retry starts after it.
+    deadline: float | None = None
+    #: False: sent once, without the connection's retries.
+    retry: bool = True
 
-def _request_options(given: dict[str, Any], path_only: str) -> dict[str, Any]:
-    """The options of one request with their defaults; ``path_only`` is the one option that only
-    the sync (``prompt``) or the async (``retry``) path takes. A misspelt option is an error."""
-    allowed = {"json_body", "mj_task_id", "deadline", path_only}
-    unknown = set(given) - allowed
-    if unknown:
-        raise TypeError(f"unexpected request option(s): {', '.join(sorted(unknown))}")
-    return {name: given.get(name, _OPTION_DEFAULTS[name]) for name in allowed}
+    def context(self, conn_id: str, secret: str | None) -> RequestContext:
+        """The request's context for messages, blanking ``secret`` (the key it is sent with) out."""
+        return RequestContext(kind=self.kind, route=self.route, conn_id=conn_id, mj_task_id=self.mj_task_id,
+                              prompt=self.prompt, secret=secret)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,16 +365,17 @@ class MidjourneyBaseHook(BaseHook):
 
     # -- sync transport -------------------------------------------------------------------------
 
-    def _ctx(self, kind: str, route: str, *, mj_task_id: str | None = None, prompt: str | None = None) -> RequestContext:
-        cfg = self._config
-        return RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
-                              prompt=prompt, secret=cfg.api_key if cfg else None)
+    def _policy(self, config: MidjourneyConnectionConfig, request: _Request, *, is_async: bool) -> Any:
+        """The retry controller of one request (:func:`~airflow_provider_mj.hooks.retries.retrying`)."""
+        return retrying(config, is_submit=request.kind == "submit", what=f"Midjourney {request.method} /mj/"
+                        f"{request.route}", log=self.log, sleep=self._asleep if is_async else self._sleep,
+                        is_async=is_async, deadline=request.deadline, retry_refusals=self._retry_refusals)
 
     def _call(self, method: str, route: str, kind: str, **options: Any) -> Any:
         """Send one request (retrying per the policy) and interpret the reply.
 
-        Options (keywords, see :func:`_request_options`): ``json_body``, ``mj_task_id``,
-        ``prompt``, ``deadline``.
+        ``options`` are the keyword fields of :class:`_Request`: ``json_body``, ``mj_task_id``,
+        ``prompt``, ``deadline``, ``retry``.
 
         Each try is bounded as a whole by the connection's ``timeout``, and by ``deadline`` (epoch
         seconds, a wait's) if given: no try outlives it and no retry starts after it
@@ -373,32 +383,29 @@ class MidjourneyBaseHook(BaseHook):
         it changed (a rotated key), the request is sent again with the current config before the
         refusal is reported.
         """
+        request = _Request(method, route, kind, **options)
         config = self.config
-        options = _request_options(options, "prompt")
         try:
-            return self._send(config, method, route, kind, options)
+            return self._send(config, request)
         except MidjourneyError as err:
             fresh = self._reread_after_refusal(config, err)
             if fresh is None:
                 raise
-        return self._send(fresh, method, route, kind, options)
+        return self._send(fresh, request)
 
-    def _send(self, config: MidjourneyConnectionConfig, method: str, route: str, kind: str,
-              options: dict[str, Any]) -> Any:
-        """One request with ``config`` (the options are :meth:`_call`'s), retried per the policy."""
-        json_body, mj_task_id, prompt, deadline = (
-            options["json_body"], options["mj_task_id"], options["prompt"], options["deadline"])
+    def _send(self, config: MidjourneyConnectionConfig, request: _Request) -> Any:
+        """``request`` with ``config``, retried per the policy."""
         session = self.get_conn()
-        url = config.url(route)
-        ctx = self._ctx(kind, route, mj_task_id=mj_task_id, prompt=prompt)
+        url = config.url(request.route)
+        ctx = request.context(self.midjourney_conn_id, config.api_key)
 
         def send_once() -> Any:
-            budget = request_budget(config.timeout, deadline)
+            budget = request_budget(config.timeout, request.deadline)
             ends_at = time.monotonic() + budget
             try:
                 response = session.request(
-                    method, url, json=json_body, headers=config.headers(), timeout=(budget, budget),
-                    allow_redirects=follows_redirects(method), stream=True,
+                    request.method, url, json=request.json_body, headers=config.headers(), timeout=(budget, budget),
+                    allow_redirects=follows_redirects(request.method), stream=True,
                 )
                 status, headers = response.status_code, response.headers
                 body = read_body_within(response, ends_at)
@@ -410,15 +417,11 @@ class MidjourneyBaseHook(BaseHook):
                 if isinstance(err, requests.RequestException):
                     raise _requests_failure(ctx, err) from None
                 raise
-            raise_for_redirect(status, headers.get("Location"), url=url, ctx=ctx)
-            return interpret_response(
-                kind, status, headers, body, route=route, conn_id=ctx.conn_id,
-                mj_task_id=mj_task_id, prompt=prompt, secret=config.api_key, base_url=config.base_url,
-            )
+            return _interpret(request, ctx, config, status, headers, body, url)
 
-        policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
-                          sleep=self._sleep, deadline=deadline, retry_refusals=self._retry_refusals)
-        return policy(send_once)
+        if not request.retry:
+            return send_once()
+        return self._policy(config, request, is_async=False)(send_once)
 
     # -- async transport ------------------------------------------------------------------------
 
@@ -472,48 +475,47 @@ class MidjourneyBaseHook(BaseHook):
     async def _acall(self, method: str, route: str, kind: str, **options: Any) -> Any:
         """Async :meth:`_call`: one request on the loop's shared session, the same whole-request
         bound (aiohttp's total timeout) and the same 401/403 re-read."""
+        request = _Request(method, route, kind, **options)
         config = await self.aget_config()
-        options = _request_options(options, "retry")
         try:
-            return await self._asend(config, method, route, kind, options)
+            return await self._asend(config, request)
         except MidjourneyError as err:
             fresh = await self._areread_after_refusal(config, err)
             if fresh is None:
                 raise
-        return await self._asend(fresh, method, route, kind, options)
+        return await self._asend(fresh, request)
 
-    async def _asend(self, config: MidjourneyConnectionConfig, method: str, route: str, kind: str,
-                     options: dict[str, Any]) -> Any:
-        """One async request with ``config`` (the options are :meth:`_acall`'s)."""
+    async def _asend(self, config: MidjourneyConnectionConfig, request: _Request) -> Any:
+        """:meth:`_send` on the loop's shared aiohttp session."""
         import aiohttp
 
-        json_body, mj_task_id, retry, deadline = (
-            options["json_body"], options["mj_task_id"], options["retry"], options["deadline"])
-
         entry = await self._aentry()
-        url = config.url(route)
-        ctx = RequestContext(kind=kind, route=route, conn_id=self.midjourney_conn_id, mj_task_id=mj_task_id,
-                             secret=config.api_key)
+        url = config.url(request.route)
+        ctx = request.context(self.midjourney_conn_id, config.api_key)
 
         async def send_once() -> Any:
-            timeout = client_timeout(request_budget(config.timeout, deadline))
+            timeout = client_timeout(request_budget(config.timeout, request.deadline))
             try:
                 async with entry.session.request(
-                    method, url, json=json_body, headers=config.headers(), timeout=timeout,
-                    allow_redirects=follows_redirects(method), max_redirects=MAX_REDIRECTS,
+                    request.method, url, json=request.json_body, headers=config.headers(), timeout=timeout,
+                    allow_redirects=follows_redirects(request.method), max_redirects=MAX_REDIRECTS,
                     middlewares=(aiohttp_guard(url),),
                 ) as response:
                     status, headers, body = response.status, response.headers, await response.read()
             except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 raise _aiohttp_failure(ctx, err) from None
-            raise_for_redirect(status, headers.get("Location"), url=url, ctx=ctx)
-            return interpret_response(
-                kind, status, headers, body, route=route, conn_id=ctx.conn_id,
-                mj_task_id=mj_task_id, secret=config.api_key, base_url=config.base_url,
-            )
+            return _interpret(request, ctx, config, status, headers, body, url)
 
-        if not retry:
+        if not request.retry:
             return await send_once()
-        policy = retrying(config, is_submit=ctx.is_submit, what=f"Midjourney {method} /mj/{route}", log=self.log,
-                          sleep=self._asleep, is_async=True, deadline=deadline)
-        return await policy(send_once)
+        return await self._policy(config, request, is_async=True)(send_once)
+
+
+def _interpret(request: _Request, ctx: RequestContext, config: MidjourneyConnectionConfig, status: int,
+               headers: Mapping[str, str], body: bytes, url: str) -> Any:
+    """The result of one reply, sync or async: a redirect that was not followed is an error, the
+    rest is read by :func:`~airflow_provider_mj.hooks.replies.interpret_response`."""
+    raise_for_redirect(status, headers.get("Location"), url=url, ctx=ctx)
+    return interpret_response(request.kind, status, headers, body, route=request.route, conn_id=ctx.conn_id,
+                              mj_task_id=request.mj_task_id, prompt=request.prompt, secret=config.api_key,
+                              base_url=config.base_url)
