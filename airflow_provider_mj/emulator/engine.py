@@ -44,6 +44,8 @@ from airflow_provider_mj.models import (
     TaskStatus,
     buttons_for_action,
     parse_custom_id,
+    split_numbered_prompts,
+    split_shortened_prompts,
     task_outcome,
 )
 
@@ -65,9 +67,9 @@ from .tasks import (
     not_found,
     require_prompt,
 )
-from .texts import KEYCAPS, describe_text, numbered, shorten_text
+from .texts import describe_text, shorten_text
 
-__all__ = ["DIMENSIONS", "KEYCAPS", "MAX_STATE_KEYS", "Accepted", "Common", "Counters", "Engine", "Job",
+__all__ = ["DIMENSIONS", "MAX_STATE_KEYS", "Accepted", "Common", "Counters", "Engine", "Job",
            "SubmitError", "View", "describe_text", "dumps", "invalid", "not_found", "shorten_text"]
 
 #: Aspect ratio of each blend ``dimensions`` value (the values themselves: ``inputs.DIMENSIONS``).
@@ -99,7 +101,6 @@ class Counters:
                 self.submits_by_state[state] += 1
             else:
                 self.submits_by_state["<other>"] += 1
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +328,9 @@ class Engine:
             self.counters.count_submit("action", common.state)
             return Accepted(1, None, "Success", kind_name=kind.name)
         if kind.name in ("describe_pick", "shorten_pick"):
-            prompts = numbered(parent.result_text)
+            # Read the parent's text the way a client reads it (the models' parsers).
+            split = split_numbered_prompts if kind.name == "describe_pick" else split_shortened_prompts
+            prompts = split(parent.result_text)
             if not 1 <= n <= len(prompts):
                 raise invalid("no such prompt")
             prompt = prompts[n - 1]

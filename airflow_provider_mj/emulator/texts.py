@@ -6,23 +6,8 @@ import math
 import random
 import re
 
+#: The numbers a describe or shorten answer puts before each prompt (as the models' parsers read them).
 KEYCAPS = tuple(f"{n}\ufe0f\u20e3" for n in range(1, 10))
-
-
-def numbered(text: str) -> list[str]:
-    out = []
-    for line in text.splitlines():
-        for cap in KEYCAPS:
-            if line.startswith(cap):
-                out.append(line[len(cap):].strip())
-                break
-    return out
-
-
-
-# ---------------------------------------------------------------------------------------------
-# Describe and shorten texts.
-# ---------------------------------------------------------------------------------------------
 
 _SUBJECTS = ("a lighthouse on a windswept cliff", "a red fox sleeping in fresh snow",
              "a rainy city street at night", "an old library full of floating books",

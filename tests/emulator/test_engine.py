@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
+from airflow_provider_mj.emulator import images
 from airflow_provider_mj.emulator.engine import Common, Engine, SubmitError
 from airflow_provider_mj.emulator.settings import EmulatorSettings
+from airflow_provider_mj.emulator.texts import KEYCAPS
+from airflow_provider_mj.models import MidjourneyTask
 
 
 class Clock:
@@ -168,3 +173,32 @@ def test_shared_request_rules_answer_code_4():
         with pytest.raises(SubmitError) as err:
             engine.imagine("x", refs, Common())
         assert err.value.code == 4 and "base64Array" in err.value.description
+
+
+def _press(engine, parent_id, label):
+    """Press the button labelled ``label`` of the finished task ``parent_id``: the new job."""
+    task = MidjourneyTask.from_api(engine.task_dict(engine.get(parent_id), "http://e", relay=False))
+    [button] = [b for b in task.buttons if b.label == label]
+    child = engine.action(parent_id, button.custom_id, Common(), remix=False)
+    return task, engine.get(child.task_id)
+
+
+def test_a_describe_prompt_button_imagines_that_prompt():
+    engine, clock = make()
+    image = "data:image/png;base64," + base64.b64encode(images.render("0123456789abcdef", "single", 32, 32)).decode()
+    parent = engine.describe(image, None, Common(), "http://e").task_id
+    clock.now += 10
+    described, job = _press(engine, parent, "2")
+
+    assert job.action == "IMAGINE" and job.prompt == described.describe_prompts()[1]
+    assert f"{KEYCAPS[1]} {job.prompt}" in described.final_prompt
+
+
+def test_a_shortened_prompt_button_imagines_that_prompt():
+    engine, clock = make()
+    parent = engine.shorten("a very old lighthouse on a windswept cliff at dusk --ar 3:2", Common()).task_id
+    clock.now += 10
+    shortened, job = _press(engine, parent, "3")
+
+    assert job.action == "IMAGINE" and job.prompt == shortened.shortened_prompts()[2]
+    assert f"{KEYCAPS[2]} {job.prompt}" in shortened.description.split("Shortened prompts")[1]
