@@ -51,7 +51,6 @@ from airflow_provider_mj.exceptions import (
     MidjourneyNotFoundError,
     MidjourneyRateLimitError,
 )
-from airflow_provider_mj import room
 from airflow_provider_mj.hooks.replies import TaskReading
 from airflow_provider_mj.inputs import validate_mj_task_id
 from airflow_provider_mj.visibility import TaskSighting
@@ -399,9 +398,6 @@ async def wait_for_terminal(
                             if on_progress is not None:
                                 on_progress(task)
                         if finished:  # the final line is always shown, whatever the throttle says
-                            if task_outcome(task) is not TaskOutcome.RUNNING:
-                                # A slot of the account is free: the first submit waiting for room goes.
-                                room.job_finished(hook.midjourney_conn_id, mj_task_id)
                             return as_task(task)
                 except MidjourneyNotFoundError as err:
                     log.info("Midjourney task %s %s.", mj_task_id, sighting.missing(err))  # or raises

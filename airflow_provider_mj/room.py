@@ -10,8 +10,9 @@ is made of:
   JSON primitives, so it survives deferral and triggerer restarts with its place in line;
 * :class:`RoomBoard`: the line of waiting submits of one connection on one triggerer event loop.
   Waiters leave in **arrival order**, one per freed slot: when a job of that connection that
-  this triggerer watches finishes (:func:`job_finished`, called by the wait in
-  :mod:`airflow_provider_mj.polling`), the first waiter is released, and only it. When nothing
+  this triggerer watches finishes (:func:`job_finished`, called by
+  :class:`~airflow_provider_mj.triggers.midjourney.MidjourneyTaskTrigger` when its job ends),
+  the first waiter is released, and only it. When nothing
   finishes (the account is busy with jobs this triggerer does not watch), only the first waiter
   *probes* the account, after its backoff (or the server's ``Retry-After``), and never two probes
   at once. Thirty waiting submits therefore cost one submit per freed slot plus one probe at a

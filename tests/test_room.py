@@ -145,7 +145,7 @@ def test_the_room_trigger_is_released_when_a_watched_job_of_its_connection_finis
         other = MidjourneyRoomTrigger(midjourney_conn_id="other", wait=_wait("b", time.time()).to_dict())
         runs = [asyncio.create_task(anext(t.run())) for t in (trigger, other)]
         await _settle()
-        room.job_finished("mj", "job-1")  # what the poller says when a job it watches ends
+        room.job_finished("mj", "job-1")  # what a task trigger says when the job it watches ends
         event = await asyncio.wait_for(runs[0], 1.0)
         await _settle()
         other_done = runs[1].done()
@@ -179,3 +179,33 @@ def test_a_job_the_triggerer_watches_finishing_releases_the_first_waiter(mj_conn
     job_payload, room_payload = asyncio.run(scenario())
     assert job_payload["status"] == "success"
     assert room_payload["status"] == "room" and room_payload["how"] == RELEASED_ROOM
+
+
+def test_a_wait_that_stops_at_modal_frees_no_slot(mj_connection):
+    # The relay dialect answers a remix with code 1 while its task waits in MODAL: the trigger that
+    # looks for the modal ends its wait there, but the job has not ended, so no waiter goes.
+    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+    from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger
+    from airflow_provider_mj.triggers.room import MidjourneyRoomTrigger
+
+    mj_connection.configure(dialect="relay", job_seconds=0.3)
+    with MidjourneyHook() as hook:
+        parent = hook.wait_for_task(hook.imagine("a remix base").mj_task_id, poll_interval=0.05,
+                                    deadline=time.time() + 20)
+        modal_task_id = hook.action(parent.id, parent.custom_ids()["V3"], enable_remix=True).mj_task_id
+
+    async def scenario():
+        job = MidjourneyTaskTrigger(mj_task_id=modal_task_id, poll_interval=0.05, deadline=time.time() + 30,
+                                    modal_ends_wait=True)
+        waiting = MidjourneyRoomTrigger(midjourney_conn_id="midjourney_default",
+                                        wait=_wait("a", time.time(), probe_in=60.0).to_dict())
+        room_event = asyncio.create_task(anext(waiting.run()))
+        job_event = await asyncio.wait_for(anext(job.run()), 20)
+        await asyncio.sleep(0.2)
+        released = room_event.done()
+        room_event.cancel()
+        return job_event.payload, released
+
+    job_payload, released = asyncio.run(scenario())
+    assert job_payload["status"] == "modal" and job_payload["task"]["status"] == "MODAL"
+    assert released is False, "a job waiting in MODAL has not ended: it frees no slot"

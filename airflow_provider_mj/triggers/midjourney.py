@@ -23,6 +23,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_mj import exceptions as mj_exceptions
+from airflow_provider_mj import room
 from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
     MidjourneyError,
@@ -231,6 +232,9 @@ class MidjourneyTaskTrigger(BaseTrigger):
             event = self._event(EVENT_MODAL, f"Midjourney task {self.mj_task_id} waits for modal input", task)
             event.payload["deadline"] = self.deadline  # the operator waits again, to the same deadline
             return event
+        # The job ended, so a slot of the account is free: the first submit of this connection
+        # waiting for room on this triggerer goes (a wait that stopped at MODAL frees none).
+        room.job_finished(self.midjourney_conn_id, self.mj_task_id)
         if task_outcome(task) is TaskOutcome.SUCCEEDED:
             return self._event(EVENT_SUCCESS, f"Midjourney task {self.mj_task_id} succeeded", task)
         return self._event(EVENT_FAILED, str(task_failed_error(task, self.prompt)), task)
