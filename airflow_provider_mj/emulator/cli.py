@@ -8,7 +8,14 @@ import socket
 import sys
 from typing import Sequence
 
-from .settings import DEFAULT_BANNED_WORDS, DEFAULT_FAIL_WORDS, DIALECTS, EmulatorSettings, FaultSettings
+from .settings import (
+    DEFAULT_BANNED_WORDS,
+    DEFAULT_FAIL_WORDS,
+    DIALECTS,
+    IMAGE_FORMATS,
+    EmulatorSettings,
+    FaultSettings,
+)
 
 READY_LINE = "Midjourney emulator listening on {url}"
 
@@ -36,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Prints 'Midjourney emulator listening on http://HOST:PORT' once it accepts connections.",
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind")
+    p.add_argument("--host", default=d.host, help="interface to bind")
     p.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one")
     p.add_argument("--dialect", choices=DIALECTS, default=d.dialect,
                    help="proxy: a midjourney-proxy server; relay: a new-api style gateway")
@@ -57,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tasks", type=int, default=d.max_tasks, help="keep at most this many tasks (oldest evicted)")
     p.add_argument("--image-size", type=int, default=d.image_size, help="long side of one image, pixels")
     p.add_argument("--image-cache-bytes", type=int, default=d.image_cache_bytes, help="bound of the image cache")
-    p.add_argument("--image-format", choices=("png", "webp", "jpeg"), default=d.image_format,
+    p.add_argument("--image-format", choices=IMAGE_FORMATS, default=d.image_format,
                    help="format of the images tasks link to (webp and jpeg need Pillow)")
     p.add_argument("--public-base-url", default=None, help="base of imageUrl links (default: each request's)")
     p.add_argument("--seed", type=int, default=f.seed, help="seed of the fault streams")
@@ -65,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("slow", "reply delayed by --slow-seconds"), ("drop", "connection closed, no reply"),
                             ("malformed", "invalid JSON body"), ("job-failure", "job ends in FAILURE"),
                             ("lost-reply", "submit accepted, then connection closed")):
-        p.add_argument(f"--fault-{kind}", type=float, default=0.0, metavar="RATE",
+        p.add_argument(f"--fault-{kind}", type=float, default=getattr(f, kind.replace("-", "_")), metavar="RATE",
                        help=f"rate (0..1) of faults: {help_text}")
     p.add_argument("--slow-seconds", type=float, default=f.slow_seconds, help="delay of a slow reply")
     p.add_argument("--retry-after", type=int, default=f.retry_after, help="Retry-After of a 429, seconds")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DIALECTS = ("proxy", "relay")
+#: What ``image_format`` may be (``webp`` and ``jpeg`` need Pillow).
+IMAGE_FORMATS = ("png", "webp", "jpeg")
 
 #: A prompt containing one of these is refused with code 24 (``properties.bannedWord``).
 DEFAULT_BANNED_WORDS: tuple[str, ...] = ("banned-word",)
@@ -76,7 +78,8 @@ class FaultSettings:
 
 @dataclass(frozen=True)
 class EmulatorSettings:
-    """Everything that shapes the emulator's behaviour; each field is also a CLI flag.
+    """Everything that shapes the emulator's behaviour; each field is also a CLI flag, except
+    ``chatty`` and ``status_lag_seconds`` (set them with ``POST /_emulator/config``).
 
     :param api_key: the key clients must send (``Authorization: Bearer`` or ``mj-api-secret``);
         None means the ``/mj`` routes are open.
@@ -149,7 +152,7 @@ class EmulatorSettings:
             raise ValueError("max_tasks must be >= 1")
         if not 16 <= self.image_size <= 1024:
             raise ValueError("image_size must be in 16..1024")
-        if self.image_format not in ("png", "webp", "jpeg"):
+        if self.image_format not in IMAGE_FORMATS:
             raise ValueError("image_format must be png, webp or jpeg")
         if self.public_base_url:
             object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
