@@ -36,7 +36,24 @@ EXTRA_PREFIX = "extra__midjourney__"
 AUTH_BEARER = "bearer"
 AUTH_MJ_API_SECRET = "mj-api-secret"
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 USER_AGENT = "airflow-provider-mj"
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, with the default port filled in, for comparing origins.
+
+    The one definition of "the same origin": the key is sent to a URL only when this equals the
+    connection's :attr:`~MidjourneyConnectionConfig.origin`, and is dropped from a redirect hop
+    whose origin differs (:mod:`~airflow_provider_mj.hooks.redirects`).
+    """
+    parts = urlsplit(str(url))
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
 
 
 @dataclass(frozen=True)
@@ -93,10 +110,10 @@ class MidjourneyConnectionConfig:
         return {"Accept": "application/json", "User-Agent": USER_AGENT, **self.auth_headers()}
 
     @property
-    def origin(self) -> tuple[str, str]:
-        """(scheme, netloc) of the base URL; image downloads send the key only to this origin."""
-        parts = urlsplit(self.base_url)
-        return parts.scheme.lower(), parts.netloc.lower()
+    def origin(self) -> tuple[str, str, int | None]:
+        """(scheme, host, port) of the base URL (:func:`origin_of`); image downloads send the key
+        only to this origin."""
+        return origin_of(self.base_url)
 
 
 def _config_error(conn_id: str, message: str) -> MidjourneyConfigurationError:

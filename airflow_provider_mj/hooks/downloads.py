@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from airflow_provider_mj import imaging
 from airflow_provider_mj.exceptions import MidjourneyError, MidjourneyNotFoundError, MidjourneyServerError
-from airflow_provider_mj.hooks.connection import USER_AGENT, MidjourneyConnectionConfig
+from airflow_provider_mj.hooks.connection import USER_AGENT, MidjourneyConnectionConfig, origin_of
 from airflow_provider_mj.hooks.redirects import MAX_REDIRECTS, aiohttp_guard, raise_for_redirect, shown_url
 from airflow_provider_mj.hooks.errors import RequestContext, body_snippet
 from airflow_provider_mj.hooks.replies import interpret_response
@@ -174,9 +174,8 @@ class ImageReceiver:
 
 
 def _request_headers(config: MidjourneyConnectionConfig, url: str) -> dict[str, str]:
-    parts = urlsplit(url)
     headers = {"User-Agent": USER_AGENT, "Accept": "image/png,image/webp,image/jpeg,image/*;q=0.8,*/*;q=0.5"}
-    if (parts.scheme.lower(), parts.netloc.lower()) == config.origin:
+    if origin_of(url) == config.origin:
         headers.update(config.auth_headers())
     return headers
 

@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from airflow_provider_mj.exceptions import MidjourneyConfigurationError
+from airflow_provider_mj.hooks.connection import origin_of
 
 if TYPE_CHECKING:
     import aiohttp
@@ -38,18 +39,6 @@ CREDENTIAL_HEADERS = ("Authorization", "mj-api-secret")
 #: Hops a GET may follow before the hook gives up (an image behind a CDN needs one or two).
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin_of(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of ``url``, with the default port filled in, for comparing origins."""
-    parts = urlsplit(str(url))
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
 
 
 def strip_credentials(headers: MutableMapping[str, Any]) -> None:

@@ -91,6 +91,23 @@ def test_both_auth_styles():
 
 
 @pytest.mark.parametrize(
+    "url,same",
+    [
+        ("https://R.example.com/mj/image/1", True),
+        ("https://r.example.com:443/mj/image/1", True),  # the default port, spelt out
+        ("https://r.example.com:8443/mj/image/1", False),
+        ("http://r.example.com/mj/image/1", False),
+        ("https://cdn.example.com/r.example.com/1", False),
+    ],
+)
+def test_the_key_origin_is_scheme_host_and_port(url, same):
+    from airflow_provider_mj.hooks.connection import origin_of
+
+    # One rule for downloads and redirect hops alike: an image URL gets the key only on this origin.
+    assert (origin_of(url) == parse_connection(_conn("https://r.example.com", password="k1")).origin) is same
+
+
+@pytest.mark.parametrize(
     "extra,field",
     [
         ({"auth_style": "basic"}, "auth_style"),
