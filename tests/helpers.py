@@ -121,3 +121,19 @@ def record_inline_triggers(monkeypatch) -> list:
 
     monkeypatch.setattr(sdk_dag, "_run_inline_trigger", recording)
     return runs
+
+
+def record_connection_reads(monkeypatch) -> list:
+    """Record the conn id of every async connection read of ``MidjourneyHook`` (a spy: Airflow's real
+    lookup still runs), to count what waits cost in reads of the connection."""
+    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+
+    reads: list = []
+    real = MidjourneyHook.aget_connection
+
+    async def recording(self, conn_id):
+        reads.append(conn_id)
+        return await real(conn_id)
+
+    monkeypatch.setattr(MidjourneyHook, "aget_connection", recording)
+    return reads

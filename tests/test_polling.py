@@ -12,7 +12,7 @@ from aiohttp import web
 from airflow_provider_mj.hooks.midjourney import MidjourneyHook
 from airflow_provider_mj.models import TaskStatus
 from airflow_provider_mj.polling import TaskPoller, wait_for_terminal
-from tests.helpers import connection_json
+from tests.helpers import connection_json, record_connection_reads
 
 
 def _submit_many(hook: MidjourneyHook, count: int, word: str = "") -> list[str]:
@@ -114,6 +114,17 @@ class _OldServer:
         return web.Response(text=json.dumps(task), content_type="application/json")
 
 
+async def _serve(app: web.Application, monkeypatch) -> web.AppRunner:
+    """Serve ``app`` on a free loopback port and point ``midjourney_default`` at it."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(f"http://127.0.0.1:{port}"))
+    return runner
+
+
 @pytest.fixture
 async def old_server(monkeypatch):
     servers = []
@@ -123,13 +134,7 @@ async def old_server(monkeypatch):
         app = web.Application()
         app.router.add_post("/mj/task/list-by-condition", handler.list_by_condition)
         app.router.add_get("/mj/task/{id}/fetch", handler.fetch)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(f"http://127.0.0.1:{port}"))
-        servers.append(runner)
+        servers.append(await _serve(app, monkeypatch))
         return handler
 
     yield start
@@ -223,12 +228,7 @@ async def test_a_task_whose_preview_url_alone_changes_does_not_wake_its_waiter(m
     server = _PreviewServer("1000000000000009", reads_before_done=15)
     app = web.Application()
     app.router.add_post("/mj/task/list-by-condition", server.list_by_condition)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(f"http://127.0.0.1:{port}"))
+    runner = await _serve(app, monkeypatch)
     try:
         hook = MidjourneyHook()
         poller = TaskPoller.for_hook(hook, 0.01)
@@ -293,16 +293,9 @@ def test_readings_fall_back_to_the_general_reader_for_other_shapes():
 
 
 async def test_waits_that_start_together_share_one_read_of_the_connection(mj_connection, monkeypatch):
-    # A spy on Airflow's real lookup (it still reads the connection): how many reads 20 waits cost.
-    lookups = []
-    real = MidjourneyHook.aget_connection
-
-    async def counting(self, conn_id):
-        lookups.append(conn_id)
-        return await real(conn_id)
-
+    # How many reads of the connection 20 waits cost.
     ids = _submit_many(MidjourneyHook(), 20)
-    monkeypatch.setattr(MidjourneyHook, "aget_connection", counting)
+    lookups = record_connection_reads(monkeypatch)
     hooks = [MidjourneyHook() for _ in ids]
     results = await asyncio.gather(*(wait_for_terminal(h, i, poll_interval=0.05, deadline=time.time() + 20)
                                      for h, i in zip(hooks, ids)))

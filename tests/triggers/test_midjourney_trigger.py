@@ -274,23 +274,18 @@ async def test_per_task_mode_unknown_task_is_an_error_event(hook):
 async def test_per_task_mode_shares_one_session_and_reads_the_connection_once_per_trigger(hook, mj_connection, monkeypatch):
     import aiohttp
 
-    from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+    from tests.helpers import record_connection_reads
 
     mj_connection.configure(job_seconds=1.0)
-    sessions, lookups = [], []
+    sessions = []
     real_init = aiohttp.ClientSession.__init__
-    real_aget = MidjourneyHook.aget_connection
 
     def counting_init(self, *args, **kwargs):
         sessions.append(1)
         real_init(self, *args, **kwargs)
 
-    async def counting_aget(self, conn_id):
-        lookups.append(conn_id)
-        return await real_aget(conn_id)
-
     monkeypatch.setattr(aiohttp.ClientSession, "__init__", counting_init)
-    monkeypatch.setattr(MidjourneyHook, "aget_connection", counting_aget)
+    lookups = record_connection_reads(monkeypatch)
     ids = [submit(hook, f"a frugal per-task trigger {i}") for i in range(4)]
     results = await asyncio.gather(*(
         run_trigger(MidjourneyTaskTrigger(mj_task_id=i, poll_interval=0.05, deadline=time.time() + 20,
