@@ -352,8 +352,9 @@ def create_app(settings: EmulatorSettings | None = None) -> EmulatorApp:
         job = engine.get(task_id)
         if job is None:
             return Response(dumps({"id": task_id, "status": None}), status_code=404, media_type=JSON)
-        body = dumps({"id": task_id, "status": engine.read_view(job).status})
-        if engine.outcome(job) is not TaskOutcome.RUNNING:
+        view = engine.read_view(job)
+        body = dumps({"id": task_id, "status": view.status})
+        if view.outcome is not TaskOutcome.RUNNING:
             return Response(body, media_type=JSON)
         return Response(body, status_code=404, media_type=JSON)
 

@@ -39,14 +39,10 @@ from urllib.parse import urlsplit
 
 from airflow_provider_mj import inputs
 from airflow_provider_mj.models import (
-    MidjourneyTask,
-    TaskOutcome,
-    TaskStatus,
     buttons_for_action,
     parse_custom_id,
     split_numbered_prompts,
     split_shortened_prompts,
-    task_outcome,
 )
 
 from . import images
@@ -408,11 +404,6 @@ class Engine:
             percent = min(99, max(1, int((seen_at - job.start_at) / job.duration * 100)))
             view = View("IN_PROGRESS", f"{percent}%", view.start_ms, None)
         return view
-
-    def outcome(self, job: Job, now: float | None = None) -> TaskOutcome:
-        """What a client decides from a read of ``job``: the models' one definition of done."""
-        status = TaskStatus.parse(self.read_view(job, now).status)
-        return task_outcome(MidjourneyTask(id=job.id, status=status))
 
     def image_seed(self, task_id: str) -> str:
         job = self.get(task_id)

@@ -75,7 +75,7 @@ class Notifier:
             seen = (view.status, view.progress)
             if seen == last:
                 continue
-            if engine.outcome(job) is not TaskOutcome.RUNNING:
+            if view.outcome is not TaskOutcome.RUNNING:
                 self.watched.pop(task_id, None)
             else:
                 self.watched[task_id] = (base_url, seen)

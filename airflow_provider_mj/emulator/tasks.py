@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow_provider_mj import inputs
 from airflow_provider_mj.exceptions import MidjourneyValidationError
+from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, TaskStatus, task_outcome
 
 from . import images
 
@@ -161,6 +162,11 @@ class View:
     progress: str
     start_ms: int | None
     finish_ms: int | None
+
+    @property
+    def outcome(self) -> TaskOutcome:
+        """What a client decides from this read: the models' one definition of done."""
+        return task_outcome(MidjourneyTask(id="", status=TaskStatus.parse(self.status)))
 
 
 
