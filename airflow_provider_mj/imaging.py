@@ -2,6 +2,8 @@
 
 Relays and CDNs serve Midjourney images as PNG, WebP or JPEG whatever the URL's extension says,
 so the provider reads the format from the first bytes (:func:`sniff`), never from the URL.
+:func:`sniff_image_type` is the one table of leading bytes, also used for the images a submit
+sends (:mod:`~airflow_provider_mj.inputs`, which accepts GIF too).
 Reading the format needs nothing; converting and splitting need Pillow, from the optional extra
 ``airflow-provider-mj[images]`` (:func:`require_pillow` says so when it is missing).
 """
@@ -36,15 +38,27 @@ JPEG = ImageFormat("jpeg", "image/jpeg", ".jpg", "JPEG")
 FORMATS_BY_EXTENSION: dict[str, ImageFormat] = {".png": PNG, ".webp": WEBP, ".jpg": JPEG, ".jpeg": JPEG}
 
 
-def sniff(head: bytes) -> ImageFormat | None:
-    """The format of an image from its first :data:`SNIFF_BYTES` bytes, None when it is none of ours."""
+_BY_MEDIA_TYPE = {fmt.media_type: fmt for fmt in (PNG, WEBP, JPEG)}
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The media type of an image from its first bytes (PNG, JPEG, WebP, GIF), or ``None``."""
+    head = bytes(data[:SNIFF_BYTES])
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return PNG
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return WEBP
+        return "image/png"
     if head.startswith(b"\xff\xd8\xff"):
-        return JPEG
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
     return None
+
+
+def sniff(head: bytes) -> ImageFormat | None:
+    """The format of an image from its first :data:`SNIFF_BYTES` bytes, None when it is none the
+    provider saves (GIF included: a download of one is kept as it came)."""
+    return _BY_MEDIA_TYPE.get(sniff_image_type(head) or "")
 
 
 def format_for_name(name: str) -> ImageFormat | None:

@@ -8,8 +8,8 @@ Images may be given as a data URL (``data:image/png;base64,...``), a local file 
 :class:`pathlib.Path`) or raw ``bytes``; :func:`to_data_url` turns any of them into the data URL
 the API wants, sniffing the real image type from its first bytes.
 
-This module imports only the standard library (and our exceptions and models modules), so the
-emulator can use the very same rules.
+This module imports only the standard library (and our exceptions, models and imaging modules),
+so the emulator can use the very same rules.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Union
 from urllib.parse import urlsplit
 
 from airflow_provider_mj.exceptions import MidjourneyValidationError
+from airflow_provider_mj.imaging import sniff_image_type
 from airflow_provider_mj.models import MidjourneyTask
 
 #: Longest prompt accepted locally. Midjourney itself cuts prompts far shorter than this; the
@@ -248,20 +249,6 @@ def validate_custom_id(custom_id: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """The MIME type of an image from its first bytes (PNG, JPEG, WEBP, GIF), or ``None``."""
-    head = bytes(data[:16])
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def is_data_url(value: Any) -> bool:
