@@ -13,6 +13,10 @@ the connection's ``timeout`` in seconds, capped by the deadline of the wait it b
 
 An exhausted budget is a read timeout: retried for reads, and for a submit reported as
 "may have been accepted" (:class:`~airflow_provider_mj.exceptions.MidjourneySubmitUncertainError`).
+
+Image downloads (:mod:`~airflow_provider_mj.hooks.downloads`) are the exception: an upscale is
+several megabytes, more than a slow link carries in ``timeout`` seconds, so there ``timeout``
+bounds connecting and each read, not the whole transfer.
 """
 
 from __future__ import annotations
