@@ -10,14 +10,13 @@ Chromium opens the page and screenshots it.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from .api import TERMINAL_RUN_STATES, Api, wait_until
-from .common import BROWSER_DIR, CheckBook, log
-from .processes import die_with_parent
+from .checks import run_browser_script
+from .common import CheckBook, log
 
 PRODUCER, CONSUMER, ASSET = "mj_daily_content", "mj_contact_sheet", "mj_daily_content_images"
 PROMPTS = 4
@@ -104,23 +103,7 @@ def run_contact_sheet(dep, api: Api, args, chromium: str | None, node: str | Non
     report["contact_sheet"] = str(sheet)
     log(f"contact sheet: {sheet}")
 
-    if chromium and node:
-        _screenshot(dep, args, check, sheet, chromium, node)
+    if chromium and node:  # headless Chromium opens the page and screenshots it
+        report["browser"] = run_browser_script(dep, args, chromium, node, "contact_sheet.js",
+                                               {"url": sheet.as_uri(), "expectedImages": PROMPTS})
 
-
-def _screenshot(dep, args, check: CheckBook, sheet: Path, chromium: str, node: str) -> None:
-    cfg = {"chromium": chromium, "url": sheet.as_uri(), "expectedImages": PROMPTS,
-           "userDataDir": str(dep.tmp / "chromium-contact-sheet"), "artifacts": str(Path(args.artifacts))}
-    res = subprocess.run([node, str(BROWSER_DIR / "contact_sheet.js"), json.dumps(cfg)], cwd=BROWSER_DIR,
-                         capture_output=True, text=True, timeout=args.browser_timeout, preexec_fn=die_with_parent)
-    (dep.logs / "browser-contact-sheet.log").write_text(res.stdout + "\n--- stderr ---\n" + res.stderr)
-    result: dict[str, Any] = {}
-    for line in reversed(res.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
-            break
-    dep.report.setdefault("assets", {})["browser"] = result
-    for name, c in (result.get("checks") or {}).items():
-        check(f"browser: {name}", c["ok"], c.get("detail"))
-    if res.returncode != 0 or not result.get("checks"):
-        check("contact sheet browser check ran", False, f"exited {res.returncode}: {(res.stderr or res.stdout)[-1500:]}")

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .common import BROWSER_DIR, CheckBook
+from .common import BROWSER_DIR, MARKER_ENV, CheckBook
 from .processes import die_with_parent
 
 #: Labels our connection type adds to the connection form (get_provider_info.CONNECTION_FIELDS + relabeling).
@@ -43,9 +43,37 @@ def check_loopback_only(dep) -> None:
     CheckBook(dep.report)("every server listens on 127.0.0.1 only", not bad and not missing, detail)
 
 
+def run_browser_script(dep, args: argparse.Namespace, chromium: str, node: str, script: str, cfg: dict) -> dict:
+    """Run one script of tests/deploy/browser in headless Chromium; record its checks; its RESULT.
+
+    The script gets the browser, a fresh profile and the artifacts folder on top of ``cfg``, and
+    prints ``RESULT {checks, screenshots}``. Chromium carries the run's marker (teardown finds it
+    wherever it is) and no proxy setting: everything it opens is on 127.0.0.1 or a local file.
+    """
+    name = Path(script).stem
+    cfg = {"chromium": chromium, "userDataDir": str(dep.tmp / f"chromium-{name}"), "artifacts": str(args.artifacts),
+           **cfg}
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update({MARKER_ENV: dep.run_marker, "NO_PROXY": "127.0.0.1,localhost"})
+    res = subprocess.run([node, str(BROWSER_DIR / script), json.dumps(cfg)], cwd=BROWSER_DIR, env=env,
+                         capture_output=True, text=True, timeout=args.browser_timeout, preexec_fn=die_with_parent)
+    (dep.logs / f"browser-{name}.log").write_text(res.stdout + "\n--- stderr ---\n" + res.stderr)
+    result: dict[str, Any] = {}
+    for line in reversed(res.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+            break
+    check = CheckBook(dep.report)
+    for check_name, c in (result.get("checks") or {}).items():
+        check(f"browser: {check_name}", c["ok"], c.get("detail"))
+    if res.returncode != 0 or not result.get("checks"):
+        check(f"browser: {script} ran", False, f"exited {res.returncode}: {(res.stderr or res.stdout)[-1500:]}")
+    return result
+
+
 def run_browser(dep, args: argparse.Namespace, chromium: str, node: str) -> None:
-    artifacts = Path(args.artifacts)
-    cfg = {
+    """The UI: login, our connection form, the imagine's extra link (check_ui.js)."""
+    dep.report["browser"] = run_browser_script(dep, args, chromium, node, "check_ui.js", {
         "baseUrl": dep.api_url,
         "username": "admin",
         "password": dep.password,
@@ -56,25 +84,4 @@ def run_browser(dep, args: argparse.Namespace, chromium: str, node: str) -> None
         "connType": "midjourney",
         "expectedLabels": EXPECTED_CONN_LABELS,
         "authStyle": AUTH_STYLE_FIELD,
-        "chromium": chromium,
-        "userDataDir": str(dep.tmp / "chromium-profile"),
-        "artifacts": str(artifacts),
-    }
-    env = dict(os.environ, MJ_DEPLOY_TEST_RUN=dep.run_marker, NO_PROXY="127.0.0.1,localhost")
-    for k in list(env):
-        if k.lower() in ("http_proxy", "https_proxy", "all_proxy"):
-            del env[k]
-    res = subprocess.run([node, str(BROWSER_DIR / "check_ui.js"), json.dumps(cfg)], cwd=BROWSER_DIR, env=env,
-                         capture_output=True, text=True, timeout=args.browser_timeout, preexec_fn=die_with_parent)
-    (dep.logs / "browser.log").write_text(res.stdout + "\n--- stderr ---\n" + res.stderr)
-    result: dict[str, Any] = {}
-    for line in reversed(res.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
-            break
-    dep.report["browser"] = result
-    check = CheckBook(dep.report)
-    for name, c in (result.get("checks") or {}).items():
-        check(f"browser: {name}", c["ok"], c.get("detail"))
-    if res.returncode != 0 or not result.get("checks"):
-        check("browser check ran", False, f"exited {res.returncode}: {(res.stderr or res.stdout)[-1500:]}")
+    })
