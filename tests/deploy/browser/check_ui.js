@@ -1,34 +1,16 @@
 // Headless Chromium check of a live Airflow deployment, run by scripts/deploy_test.py.
 //
-//   node check_ui.js '<json config>'
+//   node check_ui.js '<json config>'   (config: baseUrl, username, password, dagId, runId, linkTask,
+//                                        expectedLink, connType, expectedLabels, authStyle, and
+//                                        harness.js's keys)
 //
-// Uses Debian's Chromium (config.chromium, e.g. /usr/bin/chromium) through playwright-core: no
-// browser download. Logs into the UI with the simple auth manager's form, opens the "Add
-// Connection" form for our connection type and looks for our fields, opens the finished imagine
-// task instance and follows its "Midjourney image" extra link. Screenshots go to config.artifacts.
-// Prints one line "RESULT {json}" with {checks: {name: {ok, detail}}, screenshots: [...]}; exits 0
-// when the checks ran (pass or fail) and 2 when the browser itself could not be driven.
+// Logs into the UI with the simple auth manager's form, opens the "Add Connection" form for our
+// connection type and looks for our fields, opens the finished imagine task instance and follows
+// its "Midjourney image" extra link. Screenshots go to config.artifacts. Output and exit code: see
+// harness.js.
 'use strict';
 
-const fs = require('fs');
-const path = require('path');
-const { chromium } = require('playwright-core');
-
-const cfg = JSON.parse(process.argv[2]);
-const checks = {};
-const screenshots = [];
-
-function check(name, ok, detail) {
-  checks[name] = { ok: Boolean(ok), detail: detail === undefined ? null : detail };
-  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}${ok ? '' : ': ' + JSON.stringify(detail)}`);
-}
-
-async function shot(page, name, opts = {}) {
-  const file = path.join(cfg.artifacts, `${name}.png`);
-  await page.screenshot({ path: file, ...opts });
-  screenshots.push(file);
-  return file;
-}
+const { cfg, check, shot, launch, errorText, run } = require('./harness');
 
 async function settle(page) {
   // Let the page finish its first requests (the UI keeps polling only while runs are active).
@@ -36,18 +18,7 @@ async function settle(page) {
 }
 
 async function main() {
-  fs.mkdirSync(cfg.artifacts, { recursive: true });
-  fs.mkdirSync(cfg.userDataDir, { recursive: true });
-  // The flags this machine needs (closed network, root, no GPU); a fresh profile every run.
-  const context = await chromium.launchPersistentContext(cfg.userDataDir, {
-    executablePath: cfg.chromium,
-    headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-    viewport: { width: 1400, height: 1000 },
-  });
+  const context = await launch({ width: 1400, height: 1000 });
   context.setDefaultTimeout(30000);
   const page = context.pages()[0] || (await context.newPage());
   const base = cfg.baseUrl.replace(/\/$/, '');
@@ -150,20 +121,11 @@ async function main() {
       await tab.close();
     }
   } catch (err) {
-    check('UI walk-through completed', false, String(err && err.stack ? err.stack : err).slice(0, 1500));
+    check('UI walk-through completed', false, errorText(err));
     await shot(page, '99-failure').catch(() => {});
   } finally {
     await context.close();
   }
 }
 
-main()
-  .then(() => {
-    console.log('RESULT ' + JSON.stringify({ checks, screenshots }));
-    process.exit(0);
-  })
-  .catch((err) => {
-    console.error(err);
-    console.log('RESULT ' + JSON.stringify({ checks, screenshots, error: String(err) }));
-    process.exit(2);
-  });
+run(main);
