@@ -58,3 +58,19 @@ def check(report: dict, name: str) -> dict:
     c = checks[name]
     assert c["ok"], f"{name}: {json.dumps(c.get('detail'), indent=1, default=str)[:3000]}"
     return c.get("detail")
+
+
+def assert_script_passed(report: dict) -> None:
+    """The script exited 0 with status ``passed`` (else: its failures and the end of its output)."""
+    assert report["status"] == "passed" and report["_exit_code"] == 0, (
+        "failures:\n" + "\n".join(map(str, report.get("failures", []))) + "\n" + report["_output"][-5000:]
+    )
+
+
+def assert_nothing_left_running(report: dict) -> None:
+    """Teardown left no process of the run alive and removed its temp dir.
+
+    (Only ``--keep-tmp``, which this suite never passes, keeps the temp dir.)
+    """
+    assert report["processes_after_teardown"] == [], report["processes_after_teardown"]
+    assert not Path(report["tmp"]).exists(), report["tmp"]

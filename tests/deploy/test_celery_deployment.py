@@ -19,12 +19,15 @@ Component logs and the report are left in ``test-artifacts/deploy-celery/``.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from tests.deploy.deploy_script import REPO_ROOT, check, run_deploy_test
+from tests.deploy.deploy_script import (
+    REPO_ROOT,
+    assert_nothing_left_running,
+    assert_script_passed,
+    check,
+    run_deploy_test,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -40,10 +43,7 @@ def celery_deployment(tmp_path_factory) -> dict:
 
 
 def test_script_passed(celery_deployment):
-    assert celery_deployment["status"] == "passed" and celery_deployment["_exit_code"] == 0, (
-        "failures:\n" + "\n".join(map(str, celery_deployment.get("failures", []))) + "\n"
-        + celery_deployment["_output"][-5000:]
-    )
+    assert_script_passed(celery_deployment)
 
 
 def test_two_triggerers_and_two_celery_workers(celery_deployment):
@@ -109,5 +109,4 @@ def test_servers_bind_loopback_only(celery_deployment):
 
 
 def test_nothing_left_running(celery_deployment):
-    assert celery_deployment["processes_after_teardown"] == [], celery_deployment["processes_after_teardown"]
-    assert not Path(celery_deployment["tmp"]).exists() or os.environ.get("MJ_DEPLOY_KEEP_TMP")
+    assert_nothing_left_running(celery_deployment)

@@ -15,12 +15,17 @@ npm playwright-core into tests/deploy/browser/node_modules.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.deploy_script import REPO_ROOT, check, run_deploy_test
+from tests.deploy.deploy_script import (
+    REPO_ROOT,
+    assert_nothing_left_running,
+    assert_script_passed,
+    check,
+    run_deploy_test,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -35,9 +40,7 @@ def deployment(tmp_path_factory) -> dict:
 
 
 def test_script_passed(deployment):
-    assert deployment["status"] == "passed" and deployment["_exit_code"] == 0, (
-        "failures:\n" + "\n".join(map(str, deployment.get("failures", []))) + "\n" + deployment["_output"][-5000:]
-    )
+    assert_script_passed(deployment)
 
 
 def test_run_succeeded(deployment):
@@ -107,8 +110,7 @@ def test_servers_bind_loopback_only(deployment):
 
 
 def test_nothing_left_running(deployment):
-    assert deployment["processes_after_teardown"] == [], deployment["processes_after_teardown"]
-    assert not Path(deployment["tmp"]).exists() or os.environ.get("MJ_DEPLOY_KEEP_TMP")
+    assert_nothing_left_running(deployment)
 
 
 def test_saved_images_are_asset_events_and_the_scheduled_contact_sheet_shows_them(deployment):
