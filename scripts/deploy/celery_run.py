@@ -33,24 +33,6 @@ ROOM_TRIGGER = "airflow_provider_mj.triggers.room.MidjourneyRoomTrigger"
 RECEIVED = "] received"
 
 
-def start_triggerers(dep) -> dict[int, Any]:
-    """Start the two triggerers one after the other, to learn which job id belongs to which process."""
-    jobs: dict[int, Any] = {}
-    for _ in range(2):
-        known = {r[0] for r in dep.sql("SELECT id FROM job WHERE job_type = 'TriggererJob'")}
-        proc = dep.start_triggerer()
-
-        def new_job():
-            rows = dep.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")
-            fresh = [r[0] for r in rows if r[0] not in known]
-            return fresh[0] if fresh else None
-
-        job = wait_until(f"{proc.name}'s triggerer job", new_job, 120, 0.5, dep)
-        jobs[job] = proc
-        log(f"{proc.name} is triggerer job {job}")
-    return jobs
-
-
 def received_counts(dep) -> dict[str, int]:
     return {name: p.text().count(RECEIVED) for name, p in dep.celery_workers().items()}
 
@@ -59,7 +41,7 @@ def poll_requests(counters: dict) -> int:
     return sum(counters.get("requests", {}).get(r, 0) for r in POLL_ROUTES)
 
 
-def check_components(dep, check: CheckBook, triggerer_jobs: dict[int, Any]) -> None:
+def check_components(dep, check: CheckBook) -> None:
     ready = {name: "ready" in p.text() for name, p in dep.celery_workers().items()}
     if not all(ready.values()):
         wait_until("both Celery workers ready", lambda: all("ready" in p.text() for p in dep.celery_workers().values()),
@@ -67,7 +49,7 @@ def check_components(dep, check: CheckBook, triggerer_jobs: dict[int, Any]) -> N
         ready = {name: True for name in ready}
     running = [r[0] for r in dep.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")]
     check("two triggerers and two Celery workers are up",
-          len(ready) == 2 and all(ready.values()) and set(triggerer_jobs) <= set(running),
+          len(ready) == 2 and all(ready.values()) and set(dep.triggerers) <= set(running),
           {"celery_workers_ready": ready, "triggerer_jobs_running": running})
 
 
@@ -76,7 +58,7 @@ def check_components(dep, check: CheckBook, triggerer_jobs: dict[int, Any]) -> N
 # --------------------------------------------------------------------------------------------
 
 
-def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int, Any]) -> None:
+def run_burst(dep, api: Api, args: argparse.Namespace) -> None:
     size, interval = args.burst_size, args.burst_poll_interval
     api.wait_parsed(BURST_DAG, dep)
     if args.burst_pool_slots > 0:
@@ -115,8 +97,7 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
             pool = api.get("/api/v2/pools/midjourney")
             peak_pool = max(peak_pool, pool["running_slots"] + pool["queued_slots"] + pool["deferred_slots"])
         holders = _holders(dep, run_id)
-        _failover_step(dep, fo, deferred, holders, _holders(dep, run_id, polling_only=True), triggerer_jobs,
-                       kill_at, window)
+        _failover_step(dep, fo, deferred, holders, _holders(dep, run_id, polling_only=True), kill_at, window)
         if run["state"] in TERMINAL_RUN_STATES:
             break
         time.sleep(0.5)
@@ -128,10 +109,10 @@ def run_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int,
                            "peak_pool_occupancy": peak_pool, "triggers": history, "seen_deferred": sorted(seen_deferred),
                            "kill_at": kill_at, "counters_before": before, "counters_after": after,
                            "celery_tasks_received": _delta(received_before, received_counts(dep))}
-    _check_burst(dep, api, args, triggerer_jobs)
+    _check_burst(dep, api, args)
 
 
-def _check_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[int, Any]) -> None:
+def _check_burst(dep, api: Api, args: argparse.Namespace) -> None:
     check = CheckBook(dep.report)
     b = dep.report["burst"]
     size, run_id, states, fo, history = args.burst_size, b["run_id"], b["states"], b["failover"], b["triggers"]
@@ -144,8 +125,8 @@ def _check_burst(dep, api: Api, args: argparse.Namespace, triggerer_jobs: dict[i
     check("burst: every imagine waited in a triggerer (seen 'deferred')", len(seen_deferred) == size,
           sorted(set(states) - seen_deferred))
     jobs_used = sorted({j for h in history.values() for j in h["triggerers"]})
-    check("burst: both triggerers ran burst triggers", len(set(jobs_used) & set(triggerer_jobs)) == 2,
-          {"jobs_used": jobs_used, "triggerer_jobs": sorted(triggerer_jobs)})
+    check("burst: both triggerers ran burst triggers", len(set(jobs_used) & set(dep.triggerers)) == 2,
+          {"jobs_used": jobs_used, "triggerer_jobs": sorted(dep.triggerers)})
 
     killed, survivor = fo.get("killed_job"), fo.get("survivor_job")
     check("burst: one triggerer SIGKILLed while about half the tasks were deferred",
@@ -229,26 +210,26 @@ def _holders(dep, run_id: str, polling_only: bool = False) -> dict[str, int | No
 
 
 def _failover_step(dep, fo: dict, deferred: set[str], holders: dict[str, int | None], pollers: dict[str, int | None],
-                   triggerer_jobs: dict[int, Any], kill_at: int, window: float) -> None:
+                   kill_at: int, window: float) -> None:
     """filling -> window_two (both triggerers poll) -> kill -> takeover -> window_one -> done."""
     now = time.monotonic()
     phase = fo["phase"]
     if phase == "filling":
-        by_job = {j: sum(1 for h in holders.values() if h == j) for j in triggerer_jobs}
+        by_job = {j: sum(1 for h in holders.values() if h == j) for j in dep.triggerers}
         if len(deferred) >= kill_at and all(by_job.values()):
             fo.update(phase="window_two", start=now, window_two=_window_start(dep, pollers))
     elif phase == "window_two" and now - fo["start"] >= window:
         _window_end(dep, fo["window_two"], pollers)
-        by_job = {j: sum(1 for h in holders.values() if h == j) for j in triggerer_jobs}
+        by_job = {j: sum(1 for h in holders.values() if h == j) for j in dep.triggerers}
         if len(deferred) < kill_at or not all(by_job.values()):
             fo["phase"] = "filling"  # fewer waiting now: measure again before killing
             return
         killed = max(by_job, key=lambda j: by_job[j])
-        proc = triggerer_jobs[killed]
+        proc = dep.triggerers[killed]
         orphaned = sorted(k for k, j in holders.items() if j == killed)
         log(f"killing {proc.name} (triggerer job {killed}, SIGKILL to its session) while {len(deferred)} "
             f"imagines are deferred; it holds {len(orphaned)} of their triggers")
-        fo.update(phase="takeover", killed_job=killed, survivor_job=next(j for j in triggerer_jobs if j != killed),
+        fo.update(phase="takeover", killed_job=killed, survivor_job=next(j for j in dep.triggerers if j != killed),
                   killed_pids=dep.kill_on_purpose(proc), deferred_at_kill=sorted(deferred), orphaned=orphaned,
                   killed_at=now)
     elif phase == "takeover":

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, trigger_rows, triggerer_jobs, wait_until
+from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, trigger_rows, triggerer_jobs
 from .common import CheckBook, CheckFailed, log
 
 #: What the example DAG must submit, exactly once each (no duplicate after the triggerer restart).
@@ -188,19 +188,10 @@ def _maybe_restart_triggerer(dep, states: dict, trigger_history: dict, restart: 
     if has_mapped and len(mapped) < 2 and not restart.get("waited"):
         restart["waited"] = True  # one more poll, so that several mapped triggers are in flight
         return
-    old = [p for k, p in dep.procs.items() if k.startswith("triggerer")][-1]
+    old = list(dep.triggerers.values())[-1]
     old_jobs = sorted({j for k in running for j in trigger_history[k]["triggerers"]})
     log(f"killing the triggerer (SIGKILL to its process group, pid {old.pid}) while {sorted(running)} are deferred")
     restart["killed_pids"] = dep.kill_on_purpose(old)
     restart.update(done=True, killed_at=time.strftime("%H:%M:%S"), deferred_at_kill=sorted(running),
                    old_triggerer_jobs=old_jobs)
-    time.sleep(1)
-    dep.start_triggerer()
-
-    def new_job():
-        rows = dep.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' ORDER BY id DESC")
-        ids = [r[0] for r in rows if r[0] not in old_jobs]
-        return ids[0] if ids else None
-
-    restart["new_triggerer_job"] = wait_until("the new triggerer job", new_job, 120, 0.5, dep)
-    log(f"new triggerer job {restart['new_triggerer_job']} started (old jobs {old_jobs})")
+    restart["new_triggerer_job"], _ = dep.start_triggerer()

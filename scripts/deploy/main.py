@@ -109,18 +109,17 @@ def _run(dep: Deployment, args, found: dict[str, Any]) -> None:
     dep.airflow_env(sql_conn, broker)
     dep.start_airflow()
     t = time.monotonic()
-    triggerer_jobs = celery_run.start_triggerers(dep) if dep.celery else {}
     wait_healthy(dep, timeout=240)
     report["timings"]["healthy_after_start_s"] = round(time.monotonic() - t, 1)
     log("all components healthy")
     api = Api(dep.api_url, "admin", dep.password)
     api.login()
     if dep.celery:
-        celery_run.check_components(dep, CheckBook(report), triggerer_jobs)
+        celery_run.check_components(dep, CheckBook(report))
     run_dag(dep, api, args)
     check_loopback_only(dep)
     if dep.celery:
-        celery_run.run_burst(dep, api, args, triggerer_jobs)
+        celery_run.run_burst(dep, api, args)
         celery_run.run_worker_kill(dep, api, args)
         return
     if args.hold:

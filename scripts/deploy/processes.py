@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .api import wait_until
 from .common import MARKER_ENV, REPO_ROOT, TEST_DAGS_DIR, free_port, log
 from .prereqs import ensure_service_user
 
@@ -95,6 +96,8 @@ class Deployment:
         self.home.mkdir()
         self.output_dir = self.tmp / "output"
         self.procs: dict[str, Proc] = {}
+        #: Triggerer job id (the ``job`` table) -> the process running it, in the order started.
+        self.triggerers: dict[int, Proc] = {}
         self.session_ids: set[int] = set()
         self.pg: Proc | None = None
         self.redis: Proc | None = None
@@ -469,16 +472,29 @@ class Deployment:
         self.airflow("api-server", "api-server", "--host", "127.0.0.1", "--port", port, "--workers", "1")
         self.airflow("scheduler", "scheduler", "--skip-serve-logs")
         self.airflow("dag-processor", "dag-processor")
-        if not self.celery:  # the celery profile starts its two triggerers one by one (celery_run)
-            self.start_triggerer()
-        else:
+        if self.celery:
             for n in (1, 2):
                 self.start_celery_worker(n)
+        for _ in range(2 if self.celery else 1):  # local: one (replaced mid-run if asked); celery: two
+            self.start_triggerer()
 
-    def start_triggerer(self) -> Proc:
-        n = sum(1 for k in self.procs if k.startswith("triggerer"))
-        name = "triggerer" if n == 0 else f"triggerer-{n + 1}"
-        return self.airflow(name, "triggerer", "--skip-serve-logs")
+    def start_triggerer(self) -> tuple[int, Proc]:
+        """Start one more triggerer and wait for its triggerer job; (job id, process).
+
+        Started one at a time, so the one new job in the ``job`` table is this process's.
+        """
+        known = {r[0] for r in self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob'")}
+        n = len(self.triggerers)
+        proc = self.airflow("triggerer" if n == 0 else f"triggerer-{n + 1}", "triggerer", "--skip-serve-logs")
+
+        def new_job():
+            rows = self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")
+            return next((r[0] for r in rows if r[0] not in known), None)
+
+        job = wait_until(f"{proc.name}'s triggerer job", new_job, 120, 0.5, self)
+        self.triggerers[job] = proc
+        log(f"{proc.name} is triggerer job {job}")
+        return job, proc
 
     def start_celery_worker(self, n: int) -> Proc:
         """One Celery worker process with its own node name (two on one host need distinct names)."""
