@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from .common import CheckFailed
@@ -42,17 +44,19 @@ class Api:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
                         params={"limit": 100})["task_instances"]
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> list[str]:
-        """The events (lines) of one try's log, worker and triggerer parts alike."""
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1,
+                 save_to: Path | None = None) -> list[str]:
+        """The events (lines) of one try's log, worker and triggerer parts alike (the whole reply
+        saved as JSON in ``save_to`` if given)."""
         content = self.get(
             f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"map_index": map_index, "full_content": "true"}, headers={"Accept": "application/json"},
         )
+        if save_to is not None:
+            save_to.write_text(json.dumps(content, indent=1))
         return [str(e.get("event", "")) for e in (content or {}).get("content", []) if isinstance(e, dict)]
 
     def wait_parsed(self, dag_id: str, dep) -> None:
-        import json
-
         def parsed():
             errors = self.get("/api/v2/importErrors").get("import_errors", [])
             if errors:
@@ -72,6 +76,12 @@ class Api:
 def ti_key(ti: dict) -> str:
     mi = ti.get("map_index", -1)
     return ti["task_id"] if mi is None or mi < 0 else f"{ti['task_id']}[{mi}]"
+
+
+def trigger_log_jobs(events: list[str]) -> list[int]:
+    """The triggerer jobs that wrote a part of a task log: Airflow names each part's source file
+    after its job (``.../attempt=1.log.trigger.<job id>.log``), one event of the log."""
+    return sorted({int(e.rsplit(".trigger.", 1)[1].split(".")[0]) for e in events if ".trigger." in e and e.endswith(".log")})
 
 
 def split_key(key: str) -> tuple[str, int]:

@@ -19,7 +19,7 @@ import glob
 import time
 from typing import Any
 
-from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, wait_until
+from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, trigger_log_jobs, wait_until
 from .common import CheckBook, CheckFailed, log
 from .flagship import track_triggers
 
@@ -141,8 +141,7 @@ def _check_burst(dep, api: Api, args: argparse.Namespace) -> None:
             key = fo["orphaned"][0]
             task_id, map_index = split_key(key)
             events = api.task_log(BURST_DAG, run_id, task_id, 1, map_index)
-            jobs = sorted({int(e.rsplit(".trigger.", 1)[1].split(".")[0])
-                           for e in events if ".trigger." in e and e.endswith(".log")})
+            jobs = trigger_log_jobs(events)
             b["sample_trigger_log_jobs"] = {"key": key, "jobs": jobs}
             check("burst: the task log of a taken-over imagine has a trigger part from the surviving triggerer "
                   "(REST API)", survivor in jobs, {"key": key, "trigger_log_files_from_jobs": jobs})

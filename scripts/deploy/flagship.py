@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, trigger_rows, triggerer_jobs
+from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, trigger_log_jobs, trigger_rows, triggerer_jobs
 from .common import CheckBook, CheckFailed, log
 
 #: What the example DAG must submit, exactly once each (no duplicate after the triggerer restart).
@@ -158,19 +158,14 @@ def _check_task_log(dep, api: Api, args, run_id: str, waiting: list[str], restar
     task_id, map_index = split_key(key)
     ti = api.get(f"/api/v2/dags/{args.dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
                  + (f"/{map_index}" if map_index >= 0 else ""))
-    content = api.get(
-        f"/api/v2/dags/{args.dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{ti['try_number']}",
-        params={"map_index": map_index, "full_content": "true"}, headers={"Accept": "application/json"},
-    )
-    (Path(args.artifacts) / "sample_task_log.json").write_text(json.dumps(content, indent=1))
-    events = [str(e.get("event", "")) for e in content.get("content", []) if isinstance(e, dict)]
-    sources = [e for e in events if ".trigger." in e and e.endswith(".log")]
+    events = api.task_log(args.dag_id, run_id, task_id, ti["try_number"], map_index,
+                          save_to=Path(args.artifacts) / "sample_task_log.json")
     deferred = any("Pausing task as DEFERRED" in e for e in events)
     fired = any(e == "Trigger fired event" for e in events)
     check(f"task log of {key} shows 'Pausing task as DEFERRED' and 'Trigger fired event' (REST API)",
           deferred and fired, {"deferred": deferred, "fired": fired})
     if restart.get("done") and key in restart.get("deferred_at_kill", []):
-        jobs = sorted({int(src.rsplit(".trigger.", 1)[1].split(".")[0]) for src in sources})
+        jobs = trigger_log_jobs(events)
         # Informational: the killed triggerer may die before it writes its part of the log.
         dep.report["sample_task_log_trigger_jobs"] = {"key": key, "jobs": jobs}
         check(f"task log of {key} has trigger logs from the new triggerer job",
