@@ -134,10 +134,10 @@ def ensure_browser_tools() -> tuple[str, str]:
         chromium = _first_executable(CHROMIUM_CANDIDATES)
     if chromium is None:
         raise Unavailable("chromium not found after install")
+    missing = [package for package, command in (("nodejs", "node"), ("npm", "npm")) if shutil.which(command) is None]
+    if missing:
+        apt_install(*missing)
     node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        apt_install("nodejs", "npm")
-        node = shutil.which("node")
     if node is None or shutil.which("npm") is None:
         raise Unavailable("node/npm not found after install")
     if not (BROWSER_DIR / "node_modules" / "playwright-core" / "package.json").exists():
