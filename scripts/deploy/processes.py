@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -119,8 +120,6 @@ class Deployment:
         fh = open(log_path, "ab")
         kwargs: dict[str, Any] = {}
         if user:
-            import pwd
-
             kwargs.update(user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[])
         popen = subprocess.Popen(
             cmd, env=env if env is not None else self.env, cwd=str(cwd or self.tmp), stdin=subprocess.DEVNULL,
@@ -232,18 +231,27 @@ class Deployment:
             if task_logs.exists():
                 shutil.copytree(task_logs, dest / "airflow", dirs_exist_ok=True)
 
-    def _own_dir(self, path: Path, user: str | None, mode: int = 0o700) -> Path:
-        path.mkdir(mode=mode)
+    @staticmethod
+    def _give(path: Path, user: str | None) -> Path:
+        """Hand ``path`` to the user PostgreSQL and Redis run as (None: we run them ourselves)."""
         if user:
-            import pwd
-
-            ent = pwd.getpwnam(user)
-            os.chown(path, ent.pw_uid, ent.pw_gid)
+            shutil.chown(path, user, pwd.getpwnam(user).pw_gid)
         return path
 
-    def _service_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AIRFLOW"))}
-        env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8", MJ_DEPLOY_TEST_RUN=self.run_marker)
+    def _own_dir(self, path: Path, user: str | None, mode: int = 0o700) -> Path:
+        path.mkdir(mode=mode)
+        return self._give(path, user)
+
+    def _base_env(self) -> dict[str, str]:
+        """Every child's environment: ours without AIRFLOW*/PG* settings, with the run's marker."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PG"))}
+        env.update({
+            MARKER_ENV: self.run_marker,
+            "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        })
         return env
 
     # ---- PostgreSQL -------------------------------------------------------------------------
@@ -256,12 +264,8 @@ class Deployment:
         pg_password = secrets.token_urlsafe(16)
         pwfile.write_text(pg_password + "\n")
         os.chmod(pwfile, 0o600)
-        if user:
-            import pwd
-
-            ent = pwd.getpwnam(user)
-            os.chown(pwfile, ent.pw_uid, ent.pw_gid)
-        env = self._service_env()
+        self._give(pwfile, user)
+        env = self._base_env()
         init = self.spawn(
             "initdb",
             [str(pg_bin / "initdb"), "-D", str(pgdata), "-U", "airflow", "--pwfile", str(pwfile),
@@ -314,7 +318,7 @@ class Deployment:
             "supervised no", f"dir {data}", 'save ""', "appendonly no", 'logfile ""', "databases 2",
         ]) + "\n")
         os.chmod(conf, 0o644)
-        self.redis = self.spawn("redis", [binary, str(conf)], env=self._service_env(), user=user)
+        self.redis = self.spawn("redis", [binary, str(conf)], env=self._base_env(), user=user)
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError):
@@ -363,14 +367,6 @@ class Deployment:
         return r.json()
 
     # ---- Airflow ----------------------------------------------------------------------------
-
-    def _base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PG"))}
-        env[MARKER_ENV] = self.run_marker
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-        return env
 
     def dags_folder(self) -> Path:
         """local: the repo's dags/ (or --dags-folder); celery: the flagship DAG plus tests/deploy/dags."""
