@@ -189,6 +189,15 @@ class Deployment:
         if self._closed:
             return
         self._closed = True
+        # A second SIGTERM or Ctrl-C must not cut the teardown short (leaving processes and the
+        # temp dir behind, with close() already marked done): such signals wait until it is over.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+        try:
+            self._teardown()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+    def _teardown(self) -> None:
         log("tearing down")
         # Airflow first (graceful SIGTERM to each process group), the Celery broker and PostgreSQL last.
         for name in ("scheduler", "celery-worker", "triggerer", "dag-processor", "api-server"):
