@@ -56,7 +56,9 @@ class Api:
             save_to.write_text(json.dumps(content, indent=1))
         return [str(e.get("event", "")) for e in (content or {}).get("content", []) if isinstance(e, dict)]
 
-    def wait_parsed(self, dag_id: str, dep) -> None:
+    def wait_parsed(self, dag_id: str, dep) -> dict:
+        """Wait until the dag-processor has parsed ``dag_id`` (no import error); the DAG (REST API)."""
+
         def parsed():
             errors = self.get("/api/v2/importErrors").get("import_errors", [])
             if errors:
@@ -64,13 +66,19 @@ class Api:
             r = self.s.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=30)
             return r.json() if r.status_code == 200 else None
 
-        wait_until(f"DAG {dag_id} parsed by the dag-processor", parsed, 180, 2, dep)
+        return wait_until(f"DAG {dag_id} parsed by the dag-processor", parsed, 180, 2, dep)
 
-    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
-        """Unpause and trigger ``dag_id``; the new run's id."""
+    def trigger(self, dag_id: str, conf: dict | None = None, **run: Any) -> str:
+        """Trigger ``dag_id``, then unpause it (a paused DAG's runs are not scheduled); the new run's id.
+
+        The run has no logical date (the UI's and the API's default) unless ``run`` gives one, with
+        ``data_interval_start``/``data_interval_end``. Triggered before unpausing, so that a
+        scheduled run cannot take that logical date first.
+        """
+        body = {"logical_date": None, "conf": conf or {}, **run}
+        run_id = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
         self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-        run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
-        return run["dag_run_id"]
+        return run_id
 
 
 def ti_key(ti: dict) -> str:

@@ -35,11 +35,18 @@ def run_contact_sheet(dep, api: Api, args, chromium: str | None, node: str | Non
     api.request("POST", "/api/v2/pools", expect=(200, 201, 409),
                 json={"name": "midjourney", "slots": 3, "include_deferred": True})
     api.wait_parsed(CONSUMER, dep)
-    api.wait_parsed(PRODUCER, dep)
+    producer = api.wait_parsed(PRODUCER, dep)
     # Unpaused before the first event, as a user's DAG would be: a paused DAG gets no queued run.
     api.request("PATCH", f"/api/v2/dags/{CONSUMER}", json={"is_paused": False})
-    run_id = api.trigger(PRODUCER, {"max_prompts": PROMPTS, "output_dir": str(out)})
-    log(f"triggered {PRODUCER} run {run_id!r} (saves into {out})")
+    # The daily DAG is triggered as the run the scheduler would start when it is unpaused (that
+    # day's logical date and data interval): the scheduler then finds the day's run there and
+    # starts no second one of ten prompts beside ours. (A run without a logical date, the UI's
+    # default, is tested in tests/dags.)
+    run_id = api.trigger(PRODUCER, {"max_prompts": PROMPTS, "output_dir": str(out)},
+                         logical_date=producer["next_dagrun_logical_date"],
+                         data_interval_start=producer["next_dagrun_data_interval_start"],
+                         data_interval_end=producer["next_dagrun_data_interval_end"])
+    log(f"triggered {PRODUCER} run {run_id!r} for {producer['next_dagrun_logical_date']} (saves into {out})")
     t0 = time.monotonic()
 
     def producer_done():
@@ -93,8 +100,9 @@ def run_contact_sheet(dep, api: Api, args, chromium: str | None, node: str | Non
         got = api.get(f"/api/v2/dags/{CONSUMER}/dagRuns/{r['dag_run_id']}/upstreamAssetEvents")
         consumed += [e.get("extra", {}).get("uri") for e in got.get("asset_events", [])]
     report["consumed_uris"] = consumed
-    # Unpausing the daily DAG (to trigger it) also starts its scheduled run, which saves under
-    # $AIRFLOW_HOME and publishes to the same asset: the consumer may have consumed those too.
+    # Only another run of the daily DAG publishes to the asset too (a scheduled one, if midnight
+    # UTC passed during the test): the consumer may have consumed its events as well.
+    report["producer_runs"] = [r["dag_run_id"] for r in _runs(api, PRODUCER)]
     published = {r[0] for r in dep.sql(
         "SELECT e.extra ->> 'uri' FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = %s", ASSET)}
     ours = {e["extra"].get("uri") for e in events}
