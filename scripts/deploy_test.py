@@ -10,7 +10,9 @@ everything in one private temp dir, torn down at the end even on failure or Ctrl
     triggerer while mapped tasks are deferred and starts a new one; checks the run, the deferrals,
     the takeover by the new triggerer job, exactly one imagine + four action + four describe
     submissions, the saved images, the extra link, a task log, loopback-only sockets, then the UI
-    in headless Chromium (playwright-core from ``tests/deploy/browser``).
+    in headless Chromium (playwright-core from ``tests/deploy/browser``); last ``mj_daily_content``
+    (its saved images are asset events) and the ``mj_contact_sheet`` runs the scheduler starts
+    on them (``assets``).
 
 ``celery``
     PostgreSQL, Redis (Debian's ``redis-server``, our own config), ``CeleryExecutor`` with two
@@ -24,8 +26,8 @@ Exit codes: 0 all checks passed, 1 a check failed, 77 a prerequisite outside the
 and cannot be installed here (e.g. not root and no PostgreSQL server). ``--report FILE`` writes a
 JSON report (the pytest tests in ``tests/deploy`` read it). The code is in ``scripts/deploy/``:
 ``prereqs`` (apt/pip/npm), ``processes`` (the services), ``api`` (REST API), ``flagship`` (the
-example DAG's run and checks), ``celery_run`` (burst, failover, worker kill), ``checks``
-(sockets, browser), ``main`` (options, profiles).
+example DAG's run and checks), ``assets`` (the daily DAG and its contact sheet), ``celery_run``
+(burst, failover, worker kill), ``checks`` (sockets, browser), ``main`` (options, profiles).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 ``scripts/deploy_test.py`` brings up PostgreSQL, the API server, scheduler (LocalExecutor),
 dag-processor, triggerer and the emulator as separate processes on 127.0.0.1, runs
 ``mj_imagine_upscale_describe`` with a triggerer restart in the middle, drives headless Chromium
-through the UI, tears everything down and writes a JSON report. It runs once per session (about
-two minutes on two cores); each test below asserts one part of its report, so a failure says what
-broke. Screenshots, component logs and the report are left in ``test-artifacts/deploy/``.
+through the UI, runs ``mj_daily_content`` (its saved images are asset events) and lets the
+scheduler run ``mj_contact_sheet`` on them, tears everything down and writes a JSON report. It
+runs once per session (about three minutes on two cores); each test below asserts one part of its
+report, so a failure says what broke. Screenshots, component logs and the report are left in ``test-artifacts/deploy/``.
 
 Skipped only when a prerequisite outside the project is missing and cannot be installed (not
 root and no PostgreSQL server, no chromium, no node): the script exits 77 and says why. As root
