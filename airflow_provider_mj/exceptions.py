@@ -29,6 +29,10 @@ class MidjourneyError(AirflowException):
 
     #: Whether retrying the same call later can succeed.
     retryable: bool = False
+    #: True when the server cannot have taken the request: the connection was never made, or the
+    #: server answered that it did not take it (HTTP 503, no channel). Sending it again, even a
+    #: submit, cannot create a second job. Set on server and connection errors.
+    not_accepted: bool = False
 
     def __init__(
         self,

@@ -250,7 +250,7 @@ def error_for_meaning(
             "Airflow's retries will try again.",
             **kw,
         )
-        err.not_accepted = meaning == "unavailable"  # type: ignore[attr-defined]
+        err.not_accepted = meaning == "unavailable"
         return err
     if 400 <= http_status < 500:
         return MidjourneyValidationError(

@@ -332,7 +332,7 @@ def interpret_response(
             "it was retried and Airflow's task retries will try again.",
             http_status=status, code=num, description=ctx.scrub(description), mj_task_id=mj_task_id, prompt=prompt,
         )
-        err.not_accepted = status == 503  # type: ignore[attr-defined]
+        err.not_accepted = status == 503
         raise err
     if data is _NO_JSON:
         content_type = (_header(headers, "Content-Type") or "no content type").split(";")[0].strip()

@@ -75,7 +75,7 @@ def is_refusal(err: BaseException) -> bool:
     """
     if isinstance(err, (MidjourneyRateLimitError, MidjourneyQueueFullError)):
         return True
-    return isinstance(err, MidjourneyServerError) and bool(getattr(err, "not_accepted", False))
+    return isinstance(err, MidjourneyServerError) and err.not_accepted
 
 
 def _retry_decision(err: MidjourneyError, *, is_submit: bool, retry_refusals: bool = True) -> bool:
@@ -87,11 +87,11 @@ def _retry_decision(err: MidjourneyError, *, is_submit: bool, retry_refusals: bo
     if isinstance(err, MidjourneySubmitUncertainError):
         return False
     if not is_submit:
-        return bool(getattr(err, "retryable", False))
+        return err.retryable
     if is_refusal(err):
         return retry_refusals
     if isinstance(err, MidjourneyConnectionError):
-        return bool(getattr(err, "not_accepted", False))
+        return err.not_accepted
     return False
 
 

@@ -79,7 +79,7 @@ def _connection_error(ctx: RequestContext, err: BaseException, *, sent: bool, ti
     else:
         msg = f"The connection to the Midjourney server broke during the {ctx.what} ({kind})."
     out = MidjourneyConnectionError(msg, mj_task_id=ctx.mj_task_id, prompt=ctx.prompt if ctx.is_submit else None)
-    out.not_accepted = not sent  # type: ignore[attr-defined]
+    out.not_accepted = not sent
     return out
 
 
