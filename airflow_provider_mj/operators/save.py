@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import re
 import string
-import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,9 +234,10 @@ class ImageSavingMixin(MidjourneyLineageMixin, BaseOperator):
 def publish_saved(operator: Any, context: Context, task: MidjourneyTask, saved: SavedImage | None, *,
                   button: str | None) -> None:
     """Tell Airflow what ``operator`` made: its asset events' extras and its lineage."""
-    image_url = urllib.parse.urljoin(operator.hook.config.base_url + "/", task.image_url) if task.image_url else None
+    # The URL the image came from: the hook already resolved a relative imageUrl, in the tasks it
+    # reads and in what it downloads.
     extra = asset_extra(task, button=button, saved=saved, prompt=getattr(operator, "prompt", None),
-                        image_url=image_url)
+                        image_url=saved.source_url if saved is not None else None)
     publish_asset_events(context, getattr(operator, "outlets", None), extra)
     lineage = operator.lineage
     if lineage is not None:
