@@ -1,4 +1,4 @@
-"""Helpers shared by the trigger benchmarks: the emulator in its own process, RSS, percentiles.
+"""Helpers shared by the benchmarks: the emulator in its own process, RSS, percentiles.
 
 Not a benchmark itself (the leading underscore): each ``benchmarks/*.py`` script imports it from
 its own directory.
@@ -14,28 +14,37 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@contextmanager
-def emulator_process(*, job_seconds: float, extra: tuple[str, ...] = ()):
-    """The emulator in a separate process on 127.0.0.1 (so the measured process holds only triggers).
+class EmulatorProcess(NamedTuple):
+    url: str
+    pid: int
 
-    Yields its base URL; the process is terminated on exit.
+
+@contextmanager
+def emulator_process(*, job_seconds: float, concurrency: int = 100_000, queue_limit: int = 100_000,
+                     max_tasks: int = 100_000, extra: tuple[str, ...] = ()) -> Iterator[EmulatorProcess]:
+    """The emulator in a separate process on 127.0.0.1 (so the measured process holds only what it measures).
+
+    By default its account never queues or refuses a job. Yields its base URL and pid; the
+    process is terminated on exit. ``extra``: more ``mj-emulator`` flags.
     """
     cmd = [sys.executable, "-m", "airflow_provider_mj.emulator", "--port", "0",
-           "--job-seconds", str(job_seconds), "--concurrency", "100000", "--queue-limit", "100000",
-           "--max-tasks", "100000", *extra]
+           "--job-seconds", str(job_seconds), "--concurrency", str(concurrency), "--queue-limit", str(queue_limit),
+           "--max-tasks", str(max_tasks), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = proc.stdout.readline()
         m = re.search(r"listening on (http://\S+)", line)
         if not m:
             raise SystemExit(f"emulator did not start: {line!r}")
-        yield m.group(1)
+        yield EmulatorProcess(m.group(1), proc.pid)
     finally:
         proc.terminate()
         try:
@@ -67,9 +76,9 @@ def submit_jobs(base_url: str, count: int, label: str) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc)."""
-    with open("/proc/self/statm") as f:
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of process ``pid``, this one by default (Linux /proc)."""
+    with open(f"/proc/{pid or 'self'}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -39,9 +39,7 @@ CHILD = r"""
 import asyncio, json, os, sys, threading, time
 from pathlib import Path
 
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from benchmarks._common import rss_bytes as rss  # the child runs in the repository's root
 
 mode, url, warm, out = sys.argv[1:5]
 import requests

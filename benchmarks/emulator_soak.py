@@ -14,29 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emulator_process, rss_bytes  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import psutil  # fallback off Linux
-
-    return psutil.Process(pid).memory_info().rss / 2**20
+    return rss_bytes(pid) / 2**20
 
 
 async def soak(base: str, pid: int, seconds: float, interval: float, warmup: float, connections: int) -> None:
@@ -103,21 +93,10 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.minutes * 60
     interval = args.interval or max(2.0, seconds / 15)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_mj.emulator", "--port", "0", "--job-seconds", "0.1",
-         "--concurrency", "10000", "--queue-limit", "10000", "--max-tasks", str(args.max_tasks),
-         "--task-ttl-seconds", "120", "--image-cache-bytes", str(2 * 2**20)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        m = re.search(r"listening on (http://\S+)", proc.stdout.readline())
-        if not m:
-            raise SystemExit("emulator did not start")
-        print(f"soak for {seconds:.0f} s, max_tasks={args.max_tasks}; RSS at start {rss_mb(proc.pid):.1f} MB")
-        asyncio.run(soak(m.group(1), proc.pid, seconds, interval, warmup=min(seconds / 2, 120),
-                         connections=args.connections))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with emulator_process(job_seconds=0.1, concurrency=10_000, queue_limit=10_000, max_tasks=args.max_tasks,
+                          extra=("--task-ttl-seconds", "120", "--image-cache-bytes", str(2 * 2**20))) as (base, pid):
+        print(f"soak for {seconds:.0f} s, max_tasks={args.max_tasks}; RSS at start {rss_mb(pid):.1f} MB")
+        asyncio.run(soak(base, pid, seconds, interval, warmup=min(seconds / 2, 120), connections=args.connections))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import re
 import socket
 import statistics
 import subprocess
@@ -27,7 +26,9 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, emulator_process, percentile  # noqa: E402
 
 BASELINE = textwrap.dedent("""
     import sys, uvicorn
@@ -45,18 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_emulator() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "airflow_provider_mj.emulator", "--port", "0",
-                             "--concurrency", "100", "--queue-limit", "1000", "--job-seconds", "0.5"],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    line = proc.stdout.readline()
-    m = re.search(r"listening on (http://\S+)", line)
-    if not m:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc, m.group(1)
 
 
 def start_baseline() -> tuple[subprocess.Popen, str]:
@@ -112,10 +101,8 @@ async def load(base: str, paths, seconds: float, max_requests: int, connections:
         started = time.perf_counter()
         await asyncio.gather(*(worker(n) for n in range(connections)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
     return {"requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors,
-            "p50": statistics.median(latencies) * 1000,
-            "p95": latencies[int(len(latencies) * 0.95) - 1] * 1000}
+            "p50": statistics.median(latencies) * 1000, "p95": percentile(latencies, 95) * 1000}
 
 
 def report(name: str, r: dict) -> None:
@@ -124,30 +111,29 @@ def report(name: str, r: dict) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    emu, emu_base = start_emulator()
-    base_proc, base_base = start_baseline()
-    try:
-        async with aiohttp.ClientSession() as session:
-            ids = await prepare(session, emu_base)
+    with emulator_process(job_seconds=0.5, concurrency=100, queue_limit=1000) as (emu_base, _):
+        base_proc, base_base = start_baseline()
+        try:
+            async with aiohttp.ClientSession() as session:
+                ids = await prepare(session, emu_base)
 
-        def mixed(rnd: random.Random):
-            x = rnd.random()
-            if x < 0.7:
-                return "GET", f"/mj/task/{rnd.choice(ids)}/fetch", None
-            if x < 0.8:
-                return "GET", f"/mj/task/{rnd.randrange(10**15, 10**16)}/fetch", None
-            return "POST", "/mj/task/list-by-condition", {"ids": rnd.sample(ids, 10)}
+            def mixed(rnd: random.Random):
+                x = rnd.random()
+                if x < 0.7:
+                    return "GET", f"/mj/task/{rnd.choice(ids)}/fetch", None
+                if x < 0.8:
+                    return "GET", f"/mj/task/{rnd.randrange(10**15, 10**16)}/fetch", None
+                return "POST", "/mj/task/list-by-condition", {"ids": rnd.sample(ids, 10)}
 
-        # Warm both up, then measure.
-        await load(emu_base, mixed, 0.5, 10**9, args.connections)
-        await load(base_base, lambda rnd: ("GET", "/hello", None), 0.5, 10**9, args.connections)
-        emulator = await load(emu_base, mixed, args.seconds, args.requests, args.connections)
-        baseline = await load(base_base, lambda rnd: ("GET", "/hello", None), args.seconds, args.requests,
-                              args.connections)
-    finally:
-        for proc in (emu, base_proc):
-            proc.terminate()
-            proc.wait(timeout=10)
+            # Warm both up, then measure.
+            await load(emu_base, mixed, 0.5, 10**9, args.connections)
+            await load(base_base, lambda rnd: ("GET", "/hello", None), 0.5, 10**9, args.connections)
+            emulator = await load(emu_base, mixed, args.seconds, args.requests, args.connections)
+            baseline = await load(base_base, lambda rnd: ("GET", "/hello", None), args.seconds, args.requests,
+                                  args.connections)
+        finally:
+            base_proc.terminate()
+            base_proc.wait(timeout=10)
     print(f"mixed fetch traffic, {args.connections} connections, {args.seconds:.0f} s per server")
     report("emulator", emulator)
     report("baseline", baseline)

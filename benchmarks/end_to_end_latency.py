@@ -88,7 +88,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"{args.jobs} jobs of {args.job_seconds:g} s submitted over {args.spread:g} s, "
           f"polls every {args.poll_interval:g} s, modes alternating {MODES}")
-    with emulator_process(job_seconds=args.job_seconds) as base_url:
+    with emulator_process(job_seconds=args.job_seconds) as (base_url, _):
         env = connection_env(base_url)
         for name in ("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", "AIRFLOW_HOME", "AIRFLOW__CORE__LOAD_EXAMPLES"):
             os.environ[name] = env[name]

@@ -428,7 +428,7 @@ def main() -> None:
           f"servers {servers}")
     results: dict[tuple[str, str, int], dict] = {}
     profiles: dict[str, list[str]] = {}
-    with emulator_process(job_seconds=args.job_seconds) as base_url:
+    with emulator_process(job_seconds=args.job_seconds) as (base_url, _):
         for server in servers:
             use_server(base_url, server, args)
             for i, n in enumerate(sizes):
