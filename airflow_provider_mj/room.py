@@ -146,11 +146,10 @@ class RoomWait:
 
 
 class _Waiter:
-    __slots__ = ("order", "refused_at", "probe_at", "future")
+    __slots__ = ("order", "probe_at", "future")
 
-    def __init__(self, order: tuple[float, str], refused_at: float, probe_at: float, future: asyncio.Future) -> None:
+    def __init__(self, order: tuple[float, str], probe_at: float, future: asyncio.Future) -> None:
         self.order = order
-        self.refused_at = refused_at
         self.probe_at = probe_at
         self.future = future
 
@@ -180,7 +179,7 @@ class RoomBoard:
         if self._take_unclaimed(wait.refused_at):
             self.stats[RELEASED_ROOM] += 1
             return RELEASED_ROOM
-        waiter = _Waiter(wait.order, wait.refused_at, wait.probe_at, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(wait.order, wait.probe_at, asyncio.get_running_loop().create_future())
         bisect.insort(self._waiters, waiter, key=lambda w: w.order)
         self._arm()
         try:
