@@ -6,9 +6,12 @@ API methods: submits, reads, waiting, buttons and downloads. What they stand on 
 
 * :mod:`~airflow_provider_mj.hooks.connection`: the connection and its checked config;
 * :mod:`~airflow_provider_mj.hooks.transport`: the HTTP sessions and sending, sync and async;
+* :mod:`~airflow_provider_mj.hooks.redirects`: the key stays on the connection's origin;
+* :mod:`~airflow_provider_mj.hooks.deadlines`: the connection's timeout bounds a whole request;
 * :mod:`~airflow_provider_mj.hooks.retries`: the retry policy (read its docstring for which
   failures are retried, and why a submit is retried only when the server cannot have taken it);
 * :mod:`~airflow_provider_mj.hooks.replies`: reading replies of both server dialects;
+* :mod:`~airflow_provider_mj.hooks.errors`: what a code means, and the error a user reads;
 * :mod:`~airflow_provider_mj.hooks.downloads`: streaming image downloads, sync and async;
 * :mod:`~airflow_provider_mj.hooks.storage`: atomic writes of downloaded images (:class:`SavedImage`).
 
