@@ -105,22 +105,27 @@ def _record_modal_probes(monkeypatch) -> list:
     return calls
 
 
+def _remix_dag(request, **vary_kwargs):
+    """An imagine, then a remixed V3 of it (``vary``): on a relay, a code 1 that hides a MODAL task."""
+    from airflow_provider_mj.operators import MidjourneyActionOperator
+
+    with make_dag(unique_dag_id(request)) as dag:
+        imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
+        imagine >> MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3", enable_remix=True,
+                                            **FAST, **vary_kwargs)
+    return dag
+
+
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
 def test_a_modal_hidden_by_a_relay_is_found_by_the_triggerer_when_deferrable(request, mj_connection, run_dag,
                                                                             monkeypatch, deferrable):
     # The relay dialect answers a remix with code 1 while its task waits in MODAL.
-    from airflow_provider_mj.operators import MidjourneyActionOperator
     from tests.helpers import record_inline_triggers, xcom_value
 
     mj_connection.configure(dialect="relay")
     probes = _record_modal_probes(monkeypatch)
     triggers = record_inline_triggers(monkeypatch)
-    with make_dag(unique_dag_id(request)) as dag:
-        imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
-        vary = MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3", enable_remix=True,
-                                        modal_prompt="a harbour at night", deferrable=deferrable, **FAST)
-        imagine >> vary
-    dr = run_dag(dag)
+    dr = run_dag(_remix_dag(request, modal_prompt="a harbour at night", deferrable=deferrable))
 
     assert {k: ti.state for k, ti in task_instances(dr).items()} == {"imagine": "success", "vary": "success"}
     varied = xcom_value(dr, "vary")
@@ -135,16 +140,9 @@ def test_a_modal_hidden_by_a_relay_is_found_by_the_triggerer_when_deferrable(req
 
 def test_a_hidden_modal_without_modal_input_fails_naming_it_when_deferrable(request, mj_connection, run_dag,
                                                                             monkeypatch, capfd):
-    from airflow_provider_mj.operators import MidjourneyActionOperator
-
     mj_connection.configure(dialect="relay")
     probes = _record_modal_probes(monkeypatch)
-    with make_dag(unique_dag_id(request)) as dag:
-        imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
-        vary = MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3", enable_remix=True,
-                                        deferrable=True, retries=2, **FAST)
-        imagine >> vary
-    dr = run_dag(dag)
+    dr = run_dag(_remix_dag(request, deferrable=True, retries=2))
     out = capfd.readouterr()
 
     ti = task_instances(dr)["vary"]
@@ -159,7 +157,6 @@ def test_a_job_the_hidden_modal_leads_to_gets_the_not_visible_grace_when_deferre
     # emulator keeps the MODAL task's id and shows new tasks at once, hence the protocol relay.)
     import json
 
-    from airflow_provider_mj.operators import MidjourneyActionOperator
     from tests.helpers import connection_json, record_inline_triggers, xcom_value
     from tests.protocol.relay_server import Quirks, start_relay
 
@@ -181,12 +178,7 @@ def test_a_job_the_hidden_modal_leads_to_gets_the_not_visible_grace_when_deferre
     triggers = record_inline_triggers(monkeypatch)
     with start_relay(quirks) as relay:
         monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(relay.base_url))
-        with make_dag(unique_dag_id(request)) as dag:
-            imagine = MidjourneyImagineOperator(task_id="imagine", prompt="a harbour", **FAST)
-            vary = MidjourneyActionOperator(task_id="vary", mj_task_id=imagine.output, button="V3", enable_remix=True,
-                                            modal_prompt="a harbour at night", deferrable=True, **FAST)
-            imagine >> vary
-        dr = run_dag(dag)
+        dr = run_dag(_remix_dag(request, modal_prompt="a harbour at night", deferrable=True))
         submits = relay.counters()["submits"]
 
     assert {k: ti.state for k, ti in task_instances(dr).items()} == {"imagine": "success", "vary": "success"}
