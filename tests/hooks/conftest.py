@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,13 @@ def emu(emulator, dialect):
 def hook(emu, make_hook):
     """A hook on the emulator with the right key (bearer auth)."""
     return make_hook(emu.base_url, SECRET_KEY)
+
+
+@pytest.fixture
+def finished(hook):
+    """A finished imagine (a 2x2 grid) of ``hook``'s server."""
+    result = hook.imagine("a red fox")
+    return hook.wait_for_task(result.mj_task_id, poll_interval=0.05, deadline=time.time() + 15)
 
 
 def request_count(emulator) -> int:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from airflow_provider_mj.exceptions import MidjourneyNotFoundError, MidjourneyValidationError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def finished(hook):
-    result = hook.imagine("a red fox")
-    return hook.wait_for_task(result.mj_task_id, poll_interval=0.05, deadline=time.time() + 15)
 
 
 def _leftovers(directory):

@@ -8,7 +8,6 @@ collects is exactly what a reader plugin would see.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -20,12 +19,6 @@ def collector(monkeypatch):
     real = lineage.HookLineageCollector()
     monkeypatch.setattr(lineage, "get_hook_lineage_collector", lambda: real)
     return real
-
-
-@pytest.fixture
-def finished(hook):
-    result = hook.imagine("a red fox")
-    return hook.wait_for_task(result.mj_task_id, poll_interval=0.05, deadline=time.time() + 15)
 
 
 def _outputs(collector):

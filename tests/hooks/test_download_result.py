@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import time
 
 import pytest
-
-
-@pytest.fixture
-def finished(hook):
-    result = hook.imagine("a red fox")
-    return hook.wait_for_task(result.mj_task_id, poll_interval=0.05, deadline=time.time() + 15)
 
 
 def test_the_result_is_the_path_string_with_the_facts_of_the_saved_bytes(hook, finished, tmp_path):

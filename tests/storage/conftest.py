@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.hooks.conftest import SECRET_KEY, make_hook  # noqa: F401 - the hook fixtures, shared
+from tests.hooks.conftest import SECRET_KEY, finished, make_hook  # noqa: F401 - the hook fixtures, shared
 
 S3_CONN_ID = "mj_s3"
 
@@ -39,13 +39,6 @@ def hook(emulator, make_hook):  # noqa: F811
     """A hook on the emulator (proxy dialect), with a key."""
     emulator.configure(api_key=SECRET_KEY)
     return make_hook(emulator.base_url, SECRET_KEY)
-
-
-@pytest.fixture
-def finished(hook):
-    """A finished imagine (a 2x2 grid) of the emulator."""
-    result = hook.imagine("a red fox in the snow")
-    return hook.wait_for_task(result.mj_task_id, poll_interval=0.05, deadline=time.time() + 15)
 
 
 def _free_port() -> int:
