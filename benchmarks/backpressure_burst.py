@@ -19,7 +19,7 @@ pool, twice: with the provider as it is (``room``) and with the wait for room by
 Targets (issue 14): success with no task failed and no duplicate; makespan <= 1.25x the limit;
 slot-seconds spent waiting for room cut >= 10x versus the baseline. Usage::
 
-    .venv/bin/python benchmarks/backpressure_burst.py                 # N = 30 and 100 (~25 min)
+    .venv/bin/python benchmarks/backpressure_burst.py                 # N = 30 and 100 (16 to 25 min, with the load)
     .venv/bin/python benchmarks/backpressure_burst.py --sizes 30      # ~6 min
 """
 
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.deploy.api import TERMINAL_RUN_STATES, Api, wait_healthy  # noqa: E402
 from scripts.deploy.common import log  # noqa: E402
+from scripts.deploy.main import parse_args as deployment_args  # noqa: E402
 from scripts.deploy.prereqs import ensure_db_driver, ensure_postgres  # noqa: E402
 from scripts.deploy.processes import Deployment  # noqa: E402
 
@@ -45,14 +46,7 @@ DAGS = ROOT / "benchmarks" / "dags"
 SLOTS, QUEUED = 3, 3
 
 
-def _deployment_args(ns: argparse.Namespace, tmp: Path) -> argparse.Namespace:
-    return argparse.Namespace(profile="local", dags_folder=str(DAGS), job_seconds=ns.job_seconds,
-                              poll_interval=ns.poll_interval, keep_tmp=False, artifacts=str(tmp / "artifacts"),
-                              emulator=True)
-
-
-def _start(ns: argparse.Namespace, record: Path, tmp: Path) -> tuple[Deployment, Api]:
-    dep = Deployment(_deployment_args(ns, tmp))
+def _start(dep: Deployment, ns: argparse.Namespace, record: Path) -> Api:
     sql_conn = dep.start_postgres(ensure_postgres(), ensure_db_driver())
     dep.emulator_url = dep.start_emulator()
     env = dep.airflow_env(sql_conn)
@@ -69,7 +63,7 @@ def _start(ns: argparse.Namespace, record: Path, tmp: Path) -> tuple[Deployment,
     wait_healthy(dep, timeout=300)
     api = Api(dep.api_url, "admin", dep.password)
     api.login()
-    return dep, api
+    return api
 
 
 def _records(record: Path, dag_id: str) -> list[dict]:
@@ -174,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="mj-bench-backpressure-"))
     record = tmp / "record.jsonl"
-    dep, api = _start(ns, record, tmp)
+    # The deployment test's own options, local profile, with this burst's DAGs and jobs.
+    dep = Deployment(deployment_args(["--dags-folder", str(DAGS), "--job-seconds", str(ns.job_seconds),
+                                      "--poll-interval", str(ns.poll_interval), "--artifacts", str(tmp / "artifacts")]))
     results: list[dict] = []
-    try:
+    try:  # a deployment that fails to start is torn down too
+        api = _start(dep, ns, record)
         for size in ns.sizes:
             for mode in ns.modes:
                 results.append(run_one(dep, api, record, mode, size, ns.run_timeout))
