@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import connection_json
-from tests.protocol.relay_server import RELAY_ALL_QUIRKS, Quirks, start_relay
+from tests.protocol.relay_model import RELAY_ALL_QUIRKS, Quirks
+from tests.protocol.relay_server import start_relay
 
 JOB = 0.25
 
