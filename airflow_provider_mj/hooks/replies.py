@@ -294,12 +294,10 @@ def interpret_response(
               "properties": properties}
 
     if status in (401, 403):
-        return_err = error_for_meaning("auth", **common)
-        raise return_err
+        raise error_for_meaning("auth", **common)
     if status == 429:
         retry_after = parse_retry_after(_header(headers, "Retry-After"))
-        err = error_for_meaning("rate_limit", retry_after=retry_after, **{**common, "code": None})
-        raise err
+        raise error_for_meaning("rate_limit", retry_after=retry_after, **{**common, "code": None})
     empty = data is None or (data is _NO_JSON and not body.strip())
     if 200 <= status < 300 and kind in ("task", "tasks") and (status == 204 or empty):
         # Unknown id: ``null`` (Java servers: an empty 200), or 204, depending on the server.
@@ -322,7 +320,7 @@ def interpret_response(
             http_status=413, mj_task_id=mj_task_id, prompt=prompt,
         )
     if status >= 500:
-        if meaning in ("queue_full",):
+        if meaning == "queue_full":
             raise error_for_meaning(meaning, **common)
         if kind == "submit" and status != 503:
             raise uncertain_error(ctx, f"the server failed with HTTP {status} after receiving it",
@@ -398,6 +396,6 @@ def interpret_response(
                                           http_status=status, mj_task_id=mj_task_id)
         if code is None and isinstance(data, (str, int)):
             return str(data)
-        raise error_for_meaning(meaning if meaning else None, **common)
+        raise error_for_meaning(meaning, **common)
     raise ValueError(f"unknown reply kind {kind!r}")  # pragma: no cover - programming error
 
