@@ -391,7 +391,8 @@ class MidjourneyHook(MidjourneyBaseHook):
 
         "Finished" is decided by :func:`~airflow_provider_mj.models.task_outcome`, as in the sensor
         and the trigger; unknown or lagging statuses count as still running. Temporary errors
-        (already retried inside each fetch) do not end the wait before the deadline. The log gets
+        (already retried inside each fetch) do not end the wait before the deadline; without a
+        deadline, ten failed polls in a row end it (the last error is raised). The log gets
         the first reading and every status change (the final one included), and progress within
         a status at most every four poll intervals (the trigger's rule,
         :class:`~airflow_provider_mj.polling.ProgressThrottle`), so a relay whose progress moves
