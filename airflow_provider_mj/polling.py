@@ -104,28 +104,20 @@ class ProgressThrottle:
 class _Subscription:
     """One waiting trigger: the latest reading (or error) it should see, and what it wants to see."""
 
-    __slots__ = ("mj_task_id", "_event", "_value", "_throttle", "_last_raw")
+    __slots__ = ("mj_task_id", "_event", "_value", "_throttle")
 
-    def __init__(self, mj_task_id: str, throttle: ProgressThrottle | None) -> None:
+    def __init__(self, mj_task_id: str, throttle: ProgressThrottle) -> None:
         self.mj_task_id = mj_task_id
         self._event = asyncio.Event()
         self._value: TaskReading | BaseException | None = None
         self._throttle = throttle
-        self._last_raw: bytes | None = None
 
     def deliver(self, value: TaskReading | BaseException, now: float) -> None:
         # Wake the waiter only for what it will use: most polls of a long job bring nothing it
         # shows, and a thousand wake-ups (and task models) per interval for nothing is the
-        # triggerer's CPU. Without a throttle: only for a reading that differs from the last.
-        if not isinstance(value, BaseException):
-            throttle = self._throttle
-            if throttle is not None:
-                if not throttle.wants(value.raw_status, value.progress, now):
-                    return
-            elif value.raw is not None:
-                if value.raw == self._last_raw:
-                    return
-                self._last_raw = value.raw
+        # triggerer's CPU.
+        if not isinstance(value, BaseException) and not self._throttle.wants(value.raw_status, value.progress, now):
+            return
         self._value = value
         self._event.set()
 
@@ -187,15 +179,14 @@ class TaskPoller:
     def subscribed_ids(self) -> set[str]:
         return set(self._subscribers)
 
-    async def watch(self, mj_task_id: str, throttle: ProgressThrottle | None = None) -> AsyncIterator[TaskReading]:
-        """Yield the task when the poller first reads it and whenever it changes, until the caller
-        stops iterating (a read identical to the previous one is not yielded again). Each is a
-        :class:`~airflow_provider_mj.hooks.replies.TaskReading` (``id``, ``raw_status``,
-        ``status``, ``progress``); its ``task()`` builds the full model when one is needed.
-
-        With a ``throttle``, only readings it :meth:`~ProgressThrottle.wants` are yielded (the
-        caller records what it shows with :meth:`~ProgressThrottle.shown`). Errors always are.
-        Leaving the loop (``break``, ``return``, cancellation) unsubscribes at once.
+    async def watch(self, mj_task_id: str, throttle: ProgressThrottle) -> AsyncIterator[TaskReading]:
+        """Yield the readings of the task that ``throttle`` :meth:`~ProgressThrottle.wants`, until
+        the caller stops iterating (the caller records what it shows with
+        :meth:`~ProgressThrottle.shown`; ``ProgressThrottle(0)`` wants every new status or
+        progress). Each is a :class:`~airflow_provider_mj.hooks.replies.TaskReading` (``id``,
+        ``raw_status``, ``status``, ``progress``); its ``task()`` builds the full model when one
+        is needed. Errors are always yielded (raised). Leaving the loop (``break``, ``return``,
+        cancellation) unsubscribes at once.
         """
         # Validated once here, so the poller's batch calls need not check every id every interval.
         mj_task_id = validate_mj_task_id(mj_task_id)

@@ -174,13 +174,17 @@ def _count(requests: dict, fragment: str) -> int:
 
 
 async def test_a_waiter_is_woken_only_when_its_task_changes(mj_connection):
+    from airflow_provider_mj.polling import ProgressThrottle
+
     hook = MidjourneyHook()
     mj_connection.configure(job_seconds=1.0)
     (mj_task_id,) = _submit_many(hook, 1)
     poller = TaskPoller.for_hook(hook, 0.05)
+    throttle = ProgressThrottle(every=0)  # every change wanted
     seen: list[tuple[str, str]] = []
-    async for task in poller.watch(mj_task_id):
+    async for task in poller.watch(mj_task_id, throttle):
         seen.append((task.raw_status, task.progress))
+        throttle.shown(task.raw_status, task.progress, asyncio.get_running_loop().time())
         if task.status is TaskStatus.SUCCESS:
             break
 

@@ -121,8 +121,8 @@ class TaskReading:
 
     A waiting trigger needs the full :class:`~airflow_provider_mj.models.MidjourneyTask` only
     when it wakes (a status change, a due progress line, the end); :meth:`task` builds it then,
-    once. ``raw`` is the task's JSON exactly as the server sent it, so two readings with equal
-    ``raw`` are the same reading.
+    once, from ``raw``: the task's JSON exactly as the server sent it (None for a reading made
+    of an already parsed task).
     """
 
     __slots__ = ("id", "raw_status", "progress", "raw", "_source", "_task")
@@ -140,8 +140,7 @@ class TaskReading:
     @classmethod
     def of_task(cls, task: MidjourneyTask) -> TaskReading:
         """A reading of an already parsed task (a single fetch)."""
-        raw = msgspec.json.encode(task.raw) if task.raw else None
-        return cls(task.id, task.raw_status, task.progress, raw, task=task)
+        return cls(task.id, task.raw_status, task.progress, None, task=task)
 
     @property
     def status(self) -> TaskStatus:
