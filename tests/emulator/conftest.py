@@ -9,17 +9,15 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_mj.emulator import FaultSettings, start_emulator
-from airflow_provider_mj.emulator.settings import DEFAULT_BANNED_WORDS, DEFAULT_FAIL_WORDS
+from airflow_provider_mj.emulator import EmulatorSettings, start_emulator
 
 JOB_SECONDS = 0.1
 
-DEFAULTS: dict[str, Any] = {
-    "api_key": None, "job_seconds": JOB_SECONDS, "progress_steps": 3, "concurrency": 50,
-    "queue_limit": 10, "banned_words": list(DEFAULT_BANNED_WORDS), "fail_words": list(DEFAULT_FAIL_WORDS),
-    "task_ttl_seconds": 3600.0, "max_tasks": 10_000, "faults": FaultSettings().to_dict(),
-    "public_base_url": None, "image_size": 240, "chatty": False, "status_lag_seconds": 0.0,
-}
+#: What each test starts from: every default setting (a new one included), with fast jobs and
+#: room for 50 at once; the session emulator keeps its dialect and its address.
+DEFAULTS: dict[str, Any] = {name: value for name, value in
+                            EmulatorSettings(job_seconds=JOB_SECONDS, concurrency=50).to_dict().items()
+                            if name not in ("dialect", "host", "port")}
 
 # A 1x1 PNG, and another image, as data URLs.
 PNG_1 = "data:image/png;base64," + base64.b64encode(

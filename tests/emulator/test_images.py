@@ -22,7 +22,7 @@ def test_rendered_png_is_valid_and_deterministic():
     assert one != images.render("fedcba9876543210", "grid", 480, 320)
 
 
-def test_preview_is_darker_version_of_the_same_size():
+def test_a_preview_has_the_images_size_and_other_pixels():
     grid = images.render("0123456789abcdef", "grid", 480, 480)
     preview = images.render("0123456789abcdef", "grid-preview", 480, 480)
     assert _png.size(preview) == _png.size(grid) and preview != grid
