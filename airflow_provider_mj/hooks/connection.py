@@ -23,10 +23,13 @@ import hashlib
 import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
+
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_provider_mj.common import DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import MidjourneyConfigurationError
@@ -327,7 +330,18 @@ def parse_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> Midj
     )
 
 
-def missing_connection_error(conn_id: str) -> MidjourneyConfigurationError:
+@contextmanager
+def connection_lookup(conn_id: str) -> Iterator[None]:
+    """Around a read of connection ``conn_id``: Airflow's "no such connection" becomes a
+    :class:`~airflow_provider_mj.exceptions.MidjourneyConfigurationError` with the three ways to
+    create it; any other error passes through."""
+    try:
+        yield
+    except AirflowNotFoundException:
+        raise _missing_connection_error(conn_id) from None
+
+
+def _missing_connection_error(conn_id: str) -> MidjourneyConfigurationError:
     """The error for a connection id Airflow does not know, with the three ways to create it."""
     env = f"AIRFLOW_CONN_{conn_id.upper()}"
     return MidjourneyConfigurationError(
@@ -337,10 +351,3 @@ def missing_connection_error(conn_id: str) -> MidjourneyConfigurationError:
         f"--conn-password <API key>`, or set {env}='{{\"conn_type\": \"midjourney\", "
         f"\"host\": \"https://relay.example.com\", \"password\": \"<API key>\"}}'."
     )
-
-
-def is_connection_not_found(err: BaseException) -> bool:
-    """Whether ``err`` is Airflow's "no such connection"."""
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    return isinstance(err, AirflowNotFoundException)

@@ -42,8 +42,7 @@ from airflow_provider_mj.hooks.deadlines import WholeRequestTimeout, client_time
 from airflow_provider_mj.hooks.connection import (
     USER_AGENT,
     MidjourneyConnectionConfig,
-    is_connection_not_found,
-    missing_connection_error,
+    connection_lookup,
     parse_connection,
 )
 from airflow_provider_mj.hooks.redirects import (
@@ -233,12 +232,8 @@ class MidjourneyBaseHook(BaseHook):
         a hook that meets a 401/403 reads it once more (see :meth:`_reread_after_refusal`).
         """
         if self._config is None:
-            try:
+            with connection_lookup(self.midjourney_conn_id):
                 conn = self.get_connection(self.midjourney_conn_id)
-            except Exception as err:
-                if is_connection_not_found(err):
-                    raise missing_connection_error(self.midjourney_conn_id) from None
-                raise
             self._config = self._parse(conn, conn.extra_dejson)
             if self._config.api_key:
                 from airflow.sdk.log import mask_secret
@@ -257,12 +252,8 @@ class MidjourneyBaseHook(BaseHook):
     async def aget_config(self) -> MidjourneyConnectionConfig:
         """The checked connection, read with Airflow's async connection API (no blocking I/O)."""
         if self._config is None:
-            try:
+            with connection_lookup(self.midjourney_conn_id):
                 conn = await self.aget_connection(self.midjourney_conn_id)
-            except Exception as err:
-                if is_connection_not_found(err):
-                    raise missing_connection_error(self.midjourney_conn_id) from None
-                raise
             extras = await conn.aextra_dejson()
             config = self._parse(conn, extras)
             if config.api_key:
