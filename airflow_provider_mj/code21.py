@@ -5,8 +5,9 @@ Zoom, Vary (Region), any remix). Two servers' habits blur that, and both are rea
 
 * novicezk's midjourney-proxy also answers 21 ("task already exists") when the same button of the
   same task is pressed again; the reply then names that earlier task, which is not MODAL.
-  :func:`read_action_reply` turns such a reply into an accepted job (code 1) naming that task,
-  so nobody waits for a modal that will never come (the hook applies it to every action).
+  :func:`is_existing_task` tells such a reply and :func:`as_accepted` reads it as an accepted
+  job (code 1) naming that task, so nobody waits for a modal that will never come (the hook
+  applies both to every action).
 * Relays rewrite 21 to 1 (all but Vary (Region) and Custom Zoom), so a button that can open a
   modal, answered with code 1, may still have left a MODAL task that would wait for input
   forever. :func:`may_hide_modal` says when to look, and :func:`waits_in_modal` looks, for a
@@ -40,9 +41,9 @@ def is_existing_task(result: SubmitResult, custom_id: str, enable_remix: bool | 
                 and str(result.properties.get("status") or "").upper() != "MODAL")
 
 
-def read_action_reply(result: SubmitResult, custom_id: str, enable_remix: bool | None) -> SubmitResult:
-    """The reply to ``/mj/submit/action`` as it is meant: "task exists" becomes an accepted job."""
-    return _with_code(result, SubmitResult.SUBMITTED) if is_existing_task(result, custom_id, enable_remix) else result
+def as_accepted(result: SubmitResult) -> SubmitResult:
+    """The same reply, read as the accepted job (code 1) it names: "task already exists" is that job."""
+    return _with_code(result, SubmitResult.SUBMITTED)
 
 
 def may_hide_modal(result: SubmitResult, custom_id: str, enable_remix: bool | None) -> bool:

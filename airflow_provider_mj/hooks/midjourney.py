@@ -206,7 +206,7 @@ class MidjourneyHook(MidjourneyBaseHook):
         if code21.is_existing_task(result, custom_id, enable_remix):
             self.log.info("Midjourney answered code 21 for %s: task %s already exists (%s); it is that job.",
                           custom_id, result.mj_task_id, result.properties.get("status") or "status not given")
-            return code21.read_action_reply(result, custom_id, enable_remix)
+            return code21.as_accepted(result)
         return result
 
     def blend(
