@@ -137,3 +137,10 @@ def record_connection_reads(monkeypatch) -> list:
 
     monkeypatch.setattr(MidjourneyHook, "aget_connection", recording)
     return reads
+
+
+def progress_lines(out: str, mj_task_id: str) -> list[str]:
+    """The progress lines a wait logged for a task, in order: ``["IN_PROGRESS 45%", "SUCCESS 100%"]``."""
+    prefix = f"Midjourney task {mj_task_id}: "
+    # "<time> [info] Midjourney task <id>: IN_PROGRESS 45% [<logger>] loc=..." -> "IN_PROGRESS 45%"
+    return [line.split(prefix, 1)[1].split(" [", 1)[0].strip() for line in out.splitlines() if prefix in line]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from airflow_provider_mj.hooks.midjourney import MidjourneyHook
+from tests.helpers import progress_lines
 
 
 def test_on_progress_sees_each_change_once_including_the_running_preview(mj_connection):
@@ -39,9 +40,7 @@ def test_a_chatty_relay_gets_the_first_line_status_changes_and_the_final_line(mj
         caplog.clear()
         hook.wait_for_task(mj_task_id, poll_interval=0.02, deadline=time.time() + 20,
                            on_progress=lambda task: changes.append((task.raw_status, task.progress)))
-    out = capsys.readouterr().out + caplog.text
-    prefix = f"Midjourney task {mj_task_id}: "
-    lines = [line.split(prefix, 1)[1].split(" [", 1)[0].strip() for line in out.splitlines() if prefix in line]
+    lines = progress_lines(capsys.readouterr().out + caplog.text, mj_task_id)
     assert len(lines) == 2, lines
     assert lines[0].startswith("IN_PROGRESS ") and lines[0].endswith("%")  # the first reading
     assert lines[1] == "SUCCESS 100%"  # the final line

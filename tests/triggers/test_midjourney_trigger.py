@@ -15,6 +15,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyTimeoutError,
 )
 from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger, task_from_event
+from tests.helpers import progress_lines, record_connection_reads
 
 
 @pytest.fixture
@@ -274,8 +275,6 @@ async def test_per_task_mode_unknown_task_is_an_error_event(hook):
 async def test_per_task_mode_shares_one_session_and_reads_the_connection_once_per_trigger(hook, mj_connection, monkeypatch):
     import aiohttp
 
-    from tests.helpers import record_connection_reads
-
     mj_connection.configure(job_seconds=1.0)
     sessions = []
     real_init = aiohttp.ClientSession.__init__
@@ -321,16 +320,10 @@ def _assert_every_change_from_the_first_is_logged(out: str, mj_task_id: str) -> 
     """With progress_log_interval=0 every reading that changed is a line: in order, never
     repeated, progress values within IN_PROGRESS included, the final line last. (Which values
     a poll sees depends on when it runs, which a loaded machine may delay: not asserted.)"""
-    lines = _progress_lines(out, mj_task_id)
+    lines = progress_lines(out, mj_task_id)
     assert lines == [line for line in CALM_SEQUENCE if line in lines], lines
     assert lines[-1] == "SUCCESS 100%"
     assert sum(line.startswith("IN_PROGRESS") for line in lines) >= 2, lines
-
-
-def _progress_lines(out: str, mj_task_id: str) -> list[str]:
-    prefix = f"Midjourney task {mj_task_id}: "
-    # "<time> [info] Midjourney task <id>: IN_PROGRESS 45% [<logger>] loc=..." -> "IN_PROGRESS 45%"
-    return [line.split(prefix, 1)[1].split(" [", 1)[0].strip() for line in out.splitlines() if prefix in line]
 
 
 @pytest.mark.parametrize("coalesce", [True, False], ids=["coalesced", "per-task"])
@@ -345,7 +338,7 @@ async def test_a_chatty_relay_logs_the_first_line_status_changes_and_the_final_l
                                                      deadline=time.time() + 20, coalesce=coalesce,
                                                      progress_log_interval=60))
     assert events[0].payload["status"] == "success"
-    lines = _progress_lines(capfd.readouterr().out, mj_task_id)
+    lines = progress_lines(capfd.readouterr().out, mj_task_id)
     assert len(lines) == 2, lines
     assert lines[0].startswith("IN_PROGRESS ") and lines[0].endswith("%")  # the first reading
     assert lines[1] == "SUCCESS 100%"  # the final line
@@ -361,10 +354,10 @@ async def test_a_status_change_is_logged_even_right_after_a_progress_line(hook, 
     out = capfd.readouterr().out
     # The calm emulator goes SUBMITTED, IN_PROGRESS 25%, 50%, 75%, SUCCESS within a second: each
     # status is logged once (the first progress value of IN_PROGRESS), the later progress is not.
-    ok_lines = _progress_lines(out, ok)
+    ok_lines = progress_lines(out, ok)
     statuses = [line.split()[0] for line in ok_lines]
     assert statuses == [s for s in ("SUBMITTED", "IN_PROGRESS", "SUCCESS") if s in statuses], ok_lines
     assert "IN_PROGRESS" in statuses and ok_lines[-1] == "SUCCESS 100%"
     # A fail word fails right after SUBMITTED: the FAILURE line is there, each status once.
-    failing_lines = _progress_lines(out, failing)
+    failing_lines = progress_lines(out, failing)
     assert failing_lines[-1] == "FAILURE" and len(failing_lines) == len({x.split()[0] for x in failing_lines})
