@@ -1,9 +1,9 @@
 """What every submit operator shares: its options, its hook, and the flow submit -> remember -> wait.
 
 Submit operators (imagine, action, blend, describe, modal, shorten) share one shape, the dbt Cloud
-provider's: validate locally, submit through the hook, push the ``mj_task_id`` XCom at once (before
-any waiting), remember the job in the durable task state (:mod:`~airflow_provider_mj.operators.job_state`),
-then either return, block on
+provider's: validate locally, submit through the hook, remember the job in the durable task state
+(:mod:`~airflow_provider_mj.operators.job_state`) and push the ``mj_task_id`` XCom at once (before
+any waiting), then either return, block on
 :meth:`MidjourneyHook.wait_for_task <airflow_provider_mj.hooks.midjourney.MidjourneyHook.wait_for_task>`
 or defer to :class:`~airflow_provider_mj.triggers.midjourney.MidjourneyTaskTrigger`.
 
