@@ -158,8 +158,6 @@ async def test_async_reads(relay):
 
 @pytest.mark.parametrize("relay_profile", ["proxy_204_secret", "relay", "secret_text_401"], indirect=True)
 def test_wrong_key_is_an_auth_error_whatever_the_401_body(relay, monkeypatch):
-    from tests.protocol.conftest import conn_json_for
-
     relay.configure(api_key="another-key")
     try:
         hook = MidjourneyHook()

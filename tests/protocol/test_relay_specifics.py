@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from airflow_provider_mj.exceptions import MidjourneyModalRequiredError
 from airflow_provider_mj.hooks.midjourney import MidjourneyHook
 from airflow_provider_mj.operators import MidjourneyActionOperator, MidjourneyImagineOperator
 from airflow_provider_mj.triggers.midjourney import MidjourneyTaskTrigger
