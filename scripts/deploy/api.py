@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import CheckFailed
+from .common import LOCAL_HTTP, CheckFailed
 
 TERMINAL_RUN_STATES = {"success", "failed"}
 
@@ -118,10 +118,8 @@ def wait_until(what: str, fn, timeout: float, interval: float = 1.0, dep=None):
 
 
 def wait_healthy(dep, timeout: float) -> dict:
-    import requests
-
     def healthy():
-        h = requests.get(f"{dep.api_url}/api/v2/monitor/health", timeout=5).json()
+        h = LOCAL_HTTP.get(f"{dep.api_url}/api/v2/monitor/health", timeout=5).json()
         parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
         if all((h.get(p) or {}).get("status") == "healthy" for p in parts):
             return h

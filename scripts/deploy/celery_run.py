@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, trigger_log_jobs, wait_until
-from .common import CheckBook, CheckFailed, log
+from .common import LOCAL_HTTP, CheckBook, CheckFailed, log
 from .flagship import track_triggers
 
 BURST_DAG = "mj_deploy_burst"
@@ -180,12 +180,10 @@ def _occupy_account(dep, args: argparse.Namespace) -> None:
     machine's speed, so that about half of the burst is deferred, with a stable set of waiting
     tasks for the request counts, before anything of the burst finishes.
     """
-    import requests
-
     dep.configure_emulator(job_seconds=args.burst_hold_seconds, concurrency=args.burst_account_slots,
                            queue_limit=args.burst_account_queue)
     for n in range(args.burst_account_slots if args.burst_hold_seconds > 0 else 0):
-        r = requests.post(f"{dep.emulator_url}/mj/submit/imagine", timeout=10,
+        r = LOCAL_HTTP.post(f"{dep.emulator_url}/mj/submit/imagine", timeout=10,
                           headers={"Authorization": f"Bearer {dep.emulator_key}"},
                           json={"prompt": f"another team's job {n}", "state": f"other-dag-{n}"})
         r.raise_for_status()

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROWSER_DIR = REPO_ROOT / "tests" / "deploy" / "browser"
 #: DAGs that only the deployment test runs (the burst, the worker kill); not examples for users.
@@ -15,6 +17,11 @@ DEFAULT_ARTIFACTS = REPO_ROOT / "test-artifacts" / "deploy"
 EXIT_SKIP = 77
 #: Environment variable carrying this run's marker into every process it starts.
 MARKER_ENV = "MJ_DEPLOY_TEST_RUN"
+
+#: HTTP to the deployment's own servers on 127.0.0.1, never through a proxy of the environment
+#: (nor with its .netrc credentials).
+LOCAL_HTTP = requests.Session()
+LOCAL_HTTP.trust_env = False
 
 _T0 = time.monotonic()
 

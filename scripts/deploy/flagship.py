@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import TERMINAL_RUN_STATES, Api, split_key, ti_key, trigger_log_jobs, trigger_rows, triggerer_jobs
-from .common import CheckBook, CheckFailed, log
+from .common import LOCAL_HTTP, CheckBook, CheckFailed, log
 
 #: What the example DAG must submit, exactly once each (no duplicate after the triggerer restart).
 EXPECTED_SUBMITS = {"imagine": 1, "action": 4, "describe": 4}
@@ -144,9 +144,7 @@ def _check_link(dep, api: Api, args, run_id: str, check: CheckBook) -> None:
           bool(url) and url.startswith(dep.emulator_url), links)
     dep.report["image_url"] = url
     if url:
-        import requests
-
-        r = requests.get(url, timeout=10)
+        r = LOCAL_HTTP.get(url, timeout=10)
         check("the extra link's URL serves an image", r.ok and r.content[:4] == b"\x89PNG",
               f"{r.status_code} {r.headers.get('content-type')}")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import wait_until
-from .common import MARKER_ENV, REPO_ROOT, TEST_DAGS_DIR, free_port, log
+from .common import LOCAL_HTTP, MARKER_ENV, REPO_ROOT, TEST_DAGS_DIR, free_port, log
 from .prereqs import ensure_service_user
 
 _PR_SET_PDEATHSIG = 1
@@ -362,15 +362,11 @@ class Deployment:
         raise RuntimeError(f"the emulator did not start:\n{proc.tail()}")
 
     def emulator_counters(self) -> dict:
-        import requests
-
-        return requests.get(f"{self.emulator_url}/_emulator/counters", timeout=10).json()
+        return LOCAL_HTTP.get(f"{self.emulator_url}/_emulator/counters", timeout=10).json()
 
     def configure_emulator(self, **settings: Any) -> dict:
         """Change the emulated account between phases (job length, slots, queue places)."""
-        import requests
-
-        r = requests.post(f"{self.emulator_url}/_emulator/config", json=settings, timeout=10)
+        r = LOCAL_HTTP.post(f"{self.emulator_url}/_emulator/config", json=settings, timeout=10)
         r.raise_for_status()
         log(f"emulator account now {settings}")
         return r.json()
