@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
-import ctypes
 import json
 import signal
 import time
@@ -20,7 +18,7 @@ from .checks import check_loopback_only, run_browser
 from .common import DEFAULT_ARTIFACTS, EXIT_SKIP, REPO_ROOT, CheckBook, CheckFailed, Unavailable, elapsed, log
 from .flagship import run_dag
 from .prereqs import ensure_browser_tools, ensure_celery_provider, ensure_db_driver, ensure_postgres, ensure_redis
-from .processes import _PR_SET_PDEATHSIG, Deployment
+from .processes import Deployment, sigterm_with_parent
 
 PROFILES = ("local", "celery")
 
@@ -153,8 +151,7 @@ def main(argv: list[str] | None = None, description: str = "") -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    sigterm_with_parent()
 
     try:
         found = _prerequisites(args)

@@ -34,11 +34,16 @@ _PR_SET_PDEATHSIG = 1
 FLAGSHIP_DAG_FILE = REPO_ROOT / "dags" / "mj_imagine_upscale_describe.py"
 
 
+def sigterm_with_parent() -> None:
+    """Have Linux send this process SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def die_with_parent() -> None:
     """preexec_fn: new session (own process group) and SIGTERM when the script dies (Linux)."""
     os.setsid()
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    sigterm_with_parent()
 
 
 class Proc:
