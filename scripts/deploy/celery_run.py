@@ -3,7 +3,8 @@
 1. The flagship example DAG runs as in the local profile (no kill: failover is tested below).
 2. ``mj_deploy_burst`` (tests/deploy/dags): 30 mapped deferrable imagines over a small emulated
    account (3 running, 3 queued, no pool: most submits are refused and waited out on the
-   triggerers). Once about half of them are deferred and both triggerers hold some, the poll
+   triggerers, each capped at ``--triggerer-capacity`` triggers so that both hold some). Once about
+   half of them are deferred and both triggerers hold some, the poll
    requests of the two triggerers are counted over a window; then the triggerer holding the most
    triggers is SIGKILLed; once the survivor has taken its triggers over, the same count is made
    with one triggerer. Every task must succeed on its first try and every prompt be submitted once.
@@ -131,7 +132,7 @@ def _check_burst(dep, api: Api, args: argparse.Namespace) -> None:
     killed, survivor = fo.get("killed_job"), fo.get("survivor_job")
     check("burst: one triggerer SIGKILLed while about half the tasks were deferred",
           killed is not None and len(fo.get("deferred_at_kill", [])) >= kill_at and fo.get("orphaned"),
-          {k: fo.get(k) for k in ("phase", "killed_job", "deferred_at_kill", "orphaned")})
+          {k: fo.get(k) for k in ("phase", "peak", "killed_job", "deferred_at_kill", "orphaned")})
     if killed is not None:
         not_taken = [k for k in fo.get("orphaned", []) if not _ran_on(dep, run_id, k, survivor, history)]
         check("burst: the surviving triggerer took over every trigger of the killed one",
@@ -213,6 +214,8 @@ def _failover_step(dep, fo: dict, deferred: set[str], holders: dict[str, int | N
     phase = fo["phase"]
     if phase == "filling":
         by_job = {j: sum(1 for h in holders.values() if h == j) for j in dep.triggerers}
+        if len(deferred) > fo.get("peak", {}).get("deferred", -1):  # why no kill, if none happens
+            fo["peak"] = {"deferred": len(deferred), "held_by_triggerer_job": by_job}
         if len(deferred) >= kill_at and all(by_job.values()):
             fo.update(phase="window_two", start=now, window_two=_window_start(dep, pollers))
     elif phase == "window_two" and now - fo["start"] >= window:

@@ -71,12 +71,18 @@ def parse_args(argv: list[str] | None, description: str = "") -> argparse.Namesp
                         "waited out by the operators)")
     c.add_argument("--burst-pool-slots", type=int, default=0,
                    help="slots of the 'midjourney' pool (include_deferred) the burst runs in; 0 = no pool")
+    c.add_argument("--triggerer-capacity", type=int, default=0,
+                   help="triggers each of the two triggerers runs at most (0: two thirds of --burst-size). A "
+                        "triggerer wakes on its own triggers' events, so the busy one loops faster and, uncapped, "
+                        "takes every new trigger: the cap makes the other one hold part of the burst")
     c.add_argument("--window-intervals", type=int, default=4,
                    help="poll intervals over which requests are counted, with two triggerers and with one")
     c.add_argument("--kill-job-seconds", type=float, default=30.0,
                    help="emulator job duration of the blocking imagine whose Celery worker is killed")
     args = p.parse_args(argv)
     args.deferring_tasks = [t for t in args.deferring_tasks.split(",") if t]
+    if args.triggerer_capacity <= 0:
+        args.triggerer_capacity = max(args.burst_size // 2 + 1, args.burst_size * 2 // 3)
     if args.artifacts is None:
         args.artifacts = str(DEFAULT_ARTIFACTS if args.profile == "local" else DEFAULT_ARTIFACTS.with_name("deploy-celery"))
     if args.job_seconds is None:

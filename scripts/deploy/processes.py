@@ -491,7 +491,9 @@ class Deployment:
         """
         known = {r[0] for r in self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob'")}
         n = len(self.triggerers)
-        proc = self.airflow("triggerer" if n == 0 else f"triggerer-{n + 1}", "triggerer", "--skip-serve-logs")
+        capacity = ("--capacity", str(self.args.triggerer_capacity)) if self.celery else ()
+        proc = self.airflow("triggerer" if n == 0 else f"triggerer-{n + 1}", "triggerer", "--skip-serve-logs",
+                            *capacity)
 
         def new_job():
             rows = self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running'")
