@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import re
-import struct
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.helpers import png_bytes
 
 # ---------------------------------------------------------------------------------------------
 # Switches
@@ -112,12 +112,8 @@ RELAY_ALL_QUIRKS = Quirks(
 
 
 def tiny_png(color: tuple[int, int, int] = (30, 120, 200), size: int = 4) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = b"".join(b"\x00" + bytes(color) * size for _ in range(size))
-    ihdr = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    """A small square PNG, as a relay's CDN would serve it."""
+    return png_bytes(width=size, height=size, color=color)
 
 
 _DATA_URL_RE = re.compile(r"^data:image/(png|jpeg|jpg|webp|gif);base64,([A-Za-z0-9+/=\s]+)$")
