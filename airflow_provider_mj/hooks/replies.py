@@ -31,6 +31,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -116,31 +117,29 @@ _SPLIT_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _FIELDS = msgspec.json.Decoder(_Fields)
 
 
+@dataclass(slots=True, eq=False)
 class TaskReading:
     """One task as one poll read it: ``id``, ``raw_status`` and ``progress`` decoded, the rest kept raw.
 
     A waiting trigger needs the full :class:`~airflow_provider_mj.models.MidjourneyTask` only
     when it wakes (a status change, a due progress line, the end); :meth:`task` builds it then,
-    once, from ``raw``: the task's JSON exactly as the server sent it (None for a reading made
-    of an already parsed task).
+    once, from ``raw``.
     """
 
-    __slots__ = ("id", "raw_status", "progress", "raw", "_source", "_task")
-
-    def __init__(self, mj_task_id: str, raw_status: str, progress: str, raw: bytes | None,
-                 source: tuple[RequestContext, str | None] | None = None, task: MidjourneyTask | None = None) -> None:
-        self.id = mj_task_id
-        self.raw_status = raw_status
-        self.progress = progress
-        self.raw = raw
-        #: The reply's context (for blanking out the key) and base URL (for relative image URLs).
-        self._source = source
-        self._task = task
+    id: str
+    raw_status: str
+    progress: str
+    #: The task's JSON exactly as the server sent it (None for a reading of an already parsed task).
+    raw: bytes | None = field(repr=False)
+    #: The reply's context (for blanking out the key) and base URL (for relative image URLs).
+    source: tuple[RequestContext, str | None] | None = field(default=None, repr=False)
+    #: The full model: given, or built by :meth:`task` on its first call.
+    parsed: MidjourneyTask | None = field(default=None, repr=False)
 
     @classmethod
     def of_task(cls, task: MidjourneyTask) -> TaskReading:
         """A reading of an already parsed task (a single fetch)."""
-        return cls(task.id, task.raw_status, task.progress, None, task=task)
+        return cls(task.id, task.raw_status, task.progress, None, parsed=task)
 
     @property
     def status(self) -> TaskStatus:
@@ -149,12 +148,12 @@ class TaskReading:
 
     def task(self) -> MidjourneyTask:
         """The full task model (built on first call), exactly as the ``"tasks"`` kind reads it."""
-        if self._task is None:
-            assert self.raw is not None and self._source is not None
-            ctx, base_url = self._source
+        if self.parsed is None:
+            assert self.raw is not None and self.source is not None
+            ctx, base_url = self.source
             data = ctx.scrub_json(msgspec.json.decode(self.raw))
-            self._task = absolute_image_url(MidjourneyTask.from_api(data), base_url)
-        return self._task
+            self.parsed = absolute_image_url(MidjourneyTask.from_api(data), base_url)
+        return self.parsed
 
 
 def _split_readings(body: bytes, ctx: RequestContext, base_url: str | None) -> list[TaskReading] | None:
