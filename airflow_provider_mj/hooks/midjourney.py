@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote, urljoin
 
 from airflow_provider_mj import code21, imaging, inputs
@@ -61,6 +61,36 @@ SUBMIT_ROUTES: dict[str, str] = {
 
 def _clean_body(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
+
+
+class JobOptions(TypedDict, total=False):
+    """The options of every submit that starts a new job: ``imagine``, ``blend``, ``describe``, ``shorten``.
+
+    Each is optional and checked locally before any request:
+
+    * ``state``: a tag (<= 255 characters) the server echoes on the task; set it to find the job
+      again if a reply is ever lost;
+    * ``notify_hook``: an http(s) URL the server POSTs the task to on every change (relays may
+      ignore it);
+    * ``bot_type``: ``"MID_JOURNEY"`` (default) or ``"NIJI_JOURNEY"``;
+    * ``account_filter``: ``{"modes": ["FAST"], "instanceId": ..., "remix": bool}``.
+    """
+
+    state: str | None
+    notify_hook: str | None
+    bot_type: str | None
+    account_filter: dict[str, Any] | None
+
+
+def _job_fields(*, state: str | None = None, notify_hook: str | None = None, bot_type: str | None = None,
+                account_filter: Any = None) -> dict[str, Any]:
+    """The request fields of :class:`JobOptions` (``action`` takes only the first two), validated."""
+    return {
+        "state": inputs.validate_state(state),
+        "notifyHook": inputs.validate_notify_hook(notify_hook),
+        "botType": inputs.validate_bot_type(bot_type),
+        "accountFilter": inputs.validate_account_filter(account_filter),
+    }
 
 
 class MidjourneyHook(MidjourneyBaseHook):
@@ -105,17 +135,6 @@ class MidjourneyHook(MidjourneyBaseHook):
 
     # -- sync transport -------------------------------------------------------------------------
 
-    @staticmethod
-    def _common(
-        state: str | None, notify_hook: str | None, bot_type: str | None = None, account_filter: Any = None
-    ) -> dict[str, Any]:
-        return {
-            "state": inputs.validate_state(state),
-            "notifyHook": inputs.validate_notify_hook(notify_hook),
-            "botType": inputs.validate_bot_type(bot_type),
-            "accountFilter": inputs.validate_account_filter(account_filter),
-        }
-
     def _submit(self, endpoint: str, body: dict[str, Any], *, mj_task_id: str | None = None,
                 prompt: str | None = None, creates_task: bool = True) -> SubmitResult:
         route = SUBMIT_ROUTES[endpoint]
@@ -134,30 +153,17 @@ class MidjourneyHook(MidjourneyBaseHook):
         )
         return result
 
-    def imagine(
-        self,
-        prompt: str,
-        *,
-        images: Iterable[Any] | None = None,
-        state: str | None = None,
-        notify_hook: str | None = None,
-        bot_type: str | None = None,
-        account_filter: dict[str, Any] | None = None,
-    ) -> SubmitResult:
+    def imagine(self, prompt: str, *, images: Iterable[Any] | None = None,
+                **options: Unpack[JobOptions]) -> SubmitResult:
         """Submit an imagine job (``/mj/submit/imagine``): text, optionally with reference images.
 
         :param prompt: the prompt, with any Midjourney parameters (``"a red fox --ar 3:2 --v 6.1"``).
         :param images: reference images (``base64Array``): data URLs, local file paths or bytes.
-        :param state: a tag (<= 255 characters) the server echoes on the task; set it to find the
-            job again if a reply is ever lost.
-        :param notify_hook: an http(s) URL the server POSTs the task to on every change (optional;
-            relays may ignore it).
-        :param bot_type: ``"MID_JOURNEY"`` (default) or ``"NIJI_JOURNEY"``.
-        :param account_filter: ``{"modes": ["FAST"], "instanceId": ..., "remix": bool}``.
+        :param options: the :class:`JobOptions` (``state``, ``notify_hook``, ``bot_type``, ``account_filter``).
         :return: the accepted job (code 1, 21 or 22); ``mj_task_id`` is the new task.
         """
         prompt = inputs.validate_prompt(prompt)
-        body = {"prompt": prompt, **self._common(state, notify_hook, bot_type, account_filter)}
+        body = {"prompt": prompt, **_job_fields(**options)}
         if images is not None:
             urls = inputs.to_data_urls(images, field="images")
             if urls:
@@ -191,7 +197,7 @@ class MidjourneyHook(MidjourneyBaseHook):
         """
         mj_task_id = inputs.validate_mj_task_id(mj_task_id)
         custom_id = inputs.validate_custom_id(custom_id)
-        common = self._common(state, notify_hook)
+        common = _job_fields(state=state, notify_hook=notify_hook)
         for flag_name, flag in (("enable_remix", enable_remix), ("choose_same_channel", choose_same_channel)):
             if flag is not None and not isinstance(flag, bool):
                 raise MidjourneyValidationError(f"{flag_name} must be True, False or None, got {flag!r}.")
@@ -209,50 +215,28 @@ class MidjourneyHook(MidjourneyBaseHook):
             return code21.as_accepted(result)
         return result
 
-    def blend(
-        self,
-        images: Iterable[Any],
-        *,
-        dimensions: str = "SQUARE",
-        state: str | None = None,
-        notify_hook: str | None = None,
-        bot_type: str | None = None,
-        account_filter: dict[str, Any] | None = None,
-    ) -> SubmitResult:
+    def blend(self, images: Iterable[Any], *, dimensions: str = "SQUARE",
+              **options: Unpack[JobOptions]) -> SubmitResult:
         """Blend 2 to 5 images into a new grid (``/mj/submit/blend``).
 
         :param images: 2 to 5 images: data URLs, local file paths or bytes.
         :param dimensions: ``"PORTRAIT"`` (2:3), ``"SQUARE"`` (1:1) or ``"LANDSCAPE"`` (3:2), any case.
-        :param state: a tag (<= 255 characters) the server echoes on the task.
-        :param notify_hook: an http(s) callback URL (optional).
-        :param bot_type: ``"MID_JOURNEY"`` (default) or ``"NIJI_JOURNEY"``.
-        :param account_filter: ``{"modes": ["FAST"], ...}``.
+        :param options: the :class:`JobOptions`.
         :return: the accepted job.
         """
         dims = inputs.validate_dimensions(dimensions)
-        common = self._common(state, notify_hook, bot_type, account_filter)
+        common = _job_fields(**options)
         urls = inputs.to_data_urls(images, field="images", min_count=inputs.MIN_BLEND_IMAGES,
                                    max_count=inputs.MAX_BLEND_IMAGES)
         return self._submit("blend", {"base64Array": urls, "dimensions": dims, **common})
 
-    def describe(
-        self,
-        *,
-        image: Any = None,
-        link: str | None = None,
-        state: str | None = None,
-        notify_hook: str | None = None,
-        bot_type: str | None = None,
-        account_filter: dict[str, Any] | None = None,
-    ) -> SubmitResult:
+    def describe(self, *, image: Any = None, link: str | None = None,
+                 **options: Unpack[JobOptions]) -> SubmitResult:
         """Ask for four prompts that describe an image (``/mj/submit/describe``). Give exactly one source.
 
         :param image: the image: a data URL, a local file path or bytes (sent as ``base64``).
         :param link: or the http(s) URL of the image (sent as ``link``).
-        :param state: a tag (<= 255 characters) the server echoes on the task.
-        :param notify_hook: an http(s) callback URL (optional).
-        :param bot_type: ``"MID_JOURNEY"`` (default) or ``"NIJI_JOURNEY"``.
-        :param account_filter: ``{"modes": ["FAST"], ...}``.
+        :param options: the :class:`JobOptions`.
         :return: the accepted job; the finished task's ``describe_prompts()`` gives the prompts.
         """
         if image is None and (link is None or link == ""):
@@ -261,8 +245,7 @@ class MidjourneyHook(MidjourneyBaseHook):
             )
         if image is not None and link:
             raise MidjourneyValidationError("describe takes one image: pass image= or link=, not both.")
-        common = self._common(state, notify_hook, bot_type, account_filter)
-        body: dict[str, Any] = dict(common)
+        body = _job_fields(**options)
         if image is not None:
             body["base64"] = inputs.to_data_url(image, field="image")
         else:
@@ -285,26 +268,15 @@ class MidjourneyHook(MidjourneyBaseHook):
             body["maskBase64"] = inputs.to_data_url(mask, field="mask")
         return self._submit("modal", body, mj_task_id=mj_task_id, prompt=prompt)
 
-    def shorten(
-        self,
-        prompt: str,
-        *,
-        state: str | None = None,
-        notify_hook: str | None = None,
-        bot_type: str | None = None,
-        account_filter: dict[str, Any] | None = None,
-    ) -> SubmitResult:
+    def shorten(self, prompt: str, **options: Unpack[JobOptions]) -> SubmitResult:
         """Ask Midjourney to analyse and shorten a prompt (``/mj/submit/shorten``).
 
         :param prompt: the prompt to shorten.
-        :param state: a tag (<= 255 characters) the server echoes on the task.
-        :param notify_hook: an http(s) callback URL (optional).
-        :param bot_type: ``"MID_JOURNEY"`` (default) or ``"NIJI_JOURNEY"``.
-        :param account_filter: ``{"modes": ["FAST"], ...}``.
+        :param options: the :class:`JobOptions`.
         :return: the accepted job; the finished task's ``shortened_prompts()`` gives the prompts.
         """
         prompt = inputs.validate_prompt(prompt)
-        body = {"prompt": prompt, **self._common(state, notify_hook, bot_type, account_filter)}
+        body = {"prompt": prompt, **_job_fields(**options)}
         return self._submit("shorten", body, prompt=prompt)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -592,6 +564,7 @@ class MidjourneyHook(MidjourneyBaseHook):
 
 __all__ = [
     "MidjourneyConnectionConfig",
+    "JobOptions",
     "MidjourneyHook",
     "SUBMIT_ROUTES",
     "SavedImage",
