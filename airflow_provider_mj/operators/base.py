@@ -33,12 +33,7 @@ from airflow_provider_mj.links import MidjourneyImageLink, declare_image_url, pu
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
 from airflow_provider_mj.operators.job_state import MidjourneyJobState, fingerprint
 from airflow_provider_mj.operators.room import RoomWaitMixin
-from airflow_provider_mj.triggers.midjourney import (
-    DEFAULT_MAX_WAIT,
-    EVENT_MODAL,
-    MidjourneyTaskTrigger,
-    task_from_event,
-)
+from airflow_provider_mj.triggers.midjourney import DEFAULT_MAX_WAIT, EVENT_MODAL, MidjourneyTaskTrigger, task_from_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -79,10 +74,15 @@ _COMMON_PARAMS_DOC = """
 """
 
 
-#: Parameters of the operators that start a new job (imagine, blend, describe, shorten).
-_NEW_JOB_PARAMS_DOC = """
+#: Parameters of the operators whose job the server tags and reports on (action and the new jobs).
+_TRACKED_PARAMS_DOC = """
     :param state: a tag (<= 255 chars) stored on the task and echoed back. Templated.
     :param notify_hook: URL the server POSTs the task to on every change. Templated.
+"""
+
+
+#: Parameters of the operators that start a new job (imagine, blend, describe, shorten).
+_NEW_JOB_PARAMS_DOC = """
     :param bot_type: ``MID_JOURNEY`` (default) or ``NIJI_JOURNEY``.
     :param account_filter: ``{"modes": ["FAST"|"RELAX"|"TURBO"], "instanceId": ..., "remix": bool}``.
 """
@@ -291,26 +291,32 @@ class BaseMidjourneySubmitOperator(RoomWaitMixin, MidjourneyHookMixin, BaseOpera
         return result
 
 
-class BaseMidjourneyNewJobOperator(BaseMidjourneySubmitOperator):
+class BaseMidjourneyTrackedOperator(BaseMidjourneySubmitOperator):
+    """A submit whose job the server tags with ``state`` and reports to ``notify_hook``: action and
+    the new-job operators (modal, which completes a job, takes neither).
+
+    These operators take, besides their own parameters:
+    """
+
+    inherited_params_doc = _TRACKED_PARAMS_DOC + _COMMON_PARAMS_DOC
+
+    def __init__(self, *, state: str | None = None, notify_hook: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+        self.notify_hook = notify_hook
+
+
+class BaseMidjourneyNewJobOperator(BaseMidjourneyTrackedOperator):
     """A submit that starts a new job on the account: imagine, blend, describe and shorten.
 
     These operators take, besides their own parameters:
     """
 
-    inherited_params_doc = _NEW_JOB_PARAMS_DOC + _COMMON_PARAMS_DOC
+    inherited_params_doc = _TRACKED_PARAMS_DOC + _NEW_JOB_PARAMS_DOC + _COMMON_PARAMS_DOC
 
-    def __init__(
-        self,
-        *,
-        state: str | None = None,
-        notify_hook: str | None = None,
-        bot_type: str | None = None,
-        account_filter: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, bot_type: str | None = None, account_filter: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.state = state
-        self.notify_hook = notify_hook
         self.bot_type = bot_type
         self.account_filter = account_filter
 

@@ -23,7 +23,12 @@ from airflow_provider_mj.inputs import as_mj_task_id
 from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
 from airflow_provider_mj.lineage import MidjourneyLineageMixin
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
-from airflow_provider_mj.operators.base import BaseMidjourneyNewJobOperator, BaseMidjourneySubmitOperator, given
+from airflow_provider_mj.operators.base import (
+    BaseMidjourneyNewJobOperator,
+    BaseMidjourneySubmitOperator,
+    BaseMidjourneyTrackedOperator,
+    given,
+)
 from airflow_provider_mj.operators.save import ImageSavingMixin, button_of
 
 # Names this module held before the operators were split by role; DAGs and tests import them here.
@@ -64,7 +69,7 @@ class MidjourneyImagineOperator(ImageSavingMixin, BaseMidjourneyNewJobOperator):
         return self.hook.imagine(self.prompt, images=self.images or None, **self.job_options())
 
 
-class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
+class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneyTrackedOperator):
     """Press a button of a finished task: upscale, vary, reroll, zoom, pan... (``/mj/submit/action``).
 
     Give exactly one of ``button`` (a label, resolved against the parent task's buttons) or
@@ -89,8 +94,6 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
     :param mask: the Vary (Region) mask: data URL, local path or bytes. Templated.
     :param enable_remix: ask for remix mode (variations, reroll and pan then wait for a modal).
     :param choose_same_channel: run on the same Discord channel/account as the parent.
-    :param state: a tag (<= 255 chars) stored on the task. Templated.
-    :param notify_hook: URL the server POSTs the task to on every change. Templated.
     """
 
     endpoint = "action"
@@ -108,8 +111,6 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
         mask: Any = None,
         enable_remix: bool | None = None,
         choose_same_channel: bool | None = None,
-        state: str | None = None,
-        notify_hook: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -130,8 +131,6 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneySubmitOperator):
         self.mask = mask
         self.enable_remix = enable_remix
         self.choose_same_channel = choose_same_channel
-        self.state = state
-        self.notify_hook = notify_hook
 
     def validate(self) -> None:
         has_button, has_custom_id = given(self.button), given(self.custom_id)
