@@ -2,9 +2,10 @@
 
 What :meth:`MidjourneyHook.download_image
 <airflow_provider_mj.hooks.midjourney.MidjourneyHook.download_image>` and its async twin stand
-on. The image is never held in memory whole: each chunk of :data:`CHUNK_BYTES` is hashed and
-written as it arrives (:mod:`~airflow_provider_mj.hooks.storage` writes it atomically). The first
-bytes decide the format (:func:`~airflow_provider_mj.imaging.sniff`), hence the file's extension;
+on: which URL a URL or task stands for (:func:`image_source`, checked before any request), the
+download, and the lineage report of what was saved. The image is never held in memory whole:
+each chunk of :data:`CHUNK_BYTES` is hashed and written as it arrives
+(:mod:`~airflow_provider_mj.hooks.storage` writes it atomically). The first bytes decide the format (:func:`~airflow_provider_mj.imaging.sniff`), hence the file's extension;
 only a conversion to the format a destination's extension asks for, or the grid split, goes
 through a local temporary file first, because Pillow needs the whole image.
 
@@ -22,21 +23,75 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import IO, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
-from airflow_provider_mj import imaging
-from airflow_provider_mj.exceptions import MidjourneyError, MidjourneyNotFoundError, MidjourneyServerError
+from airflow_provider_mj import imaging, inputs
+from airflow_provider_mj.exceptions import (
+    MidjourneyError,
+    MidjourneyNotFoundError,
+    MidjourneyServerError,
+    MidjourneyValidationError,
+)
 from airflow_provider_mj.hooks.connection import USER_AGENT, MidjourneyConnectionConfig, origin_of
 from airflow_provider_mj.hooks.redirects import MAX_REDIRECTS, aiohttp_guard, raise_for_redirect, shown_url
 from airflow_provider_mj.hooks.errors import RequestContext, body_snippet
 from airflow_provider_mj.hooks.replies import interpret_response
 from airflow_provider_mj.hooks.retries import retrying
-from airflow_provider_mj.hooks.storage import Destination, ImageWriter, SavedImage, open_writer, save_bytes
+from airflow_provider_mj.hooks.storage import (
+    Destination,
+    ImageWriter,
+    SavedImage,
+    open_writer,
+    report_lineage,
+    save_bytes,
+)
+from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, task_outcome
 
 #: Bytes read from the network, hashed and written at a time.
 CHUNK_BYTES = 256 * 1024
 #: At most this much of an error reply is read (to quote it in the error).
 _ERROR_BODY_BYTES = 64 * 1024
+
+
+def image_source(hook: Any, url_or_task: Any, split_grid: bool) -> tuple[str, str | None]:
+    """What a download fetches: the absolute image URL and the task it belongs to (if known).
+
+    Everything here is checked before any request: an image URL (absolute, or relative to the
+    base URL) or a task with an ``imageUrl``, an http(s) URL, and Pillow when the grid is split.
+    """
+    base = hook.config.base_url + "/"
+    mj_task_id = None
+    if isinstance(url_or_task, (MidjourneyTask, Mapping)):
+        task = url_or_task if isinstance(url_or_task, MidjourneyTask) else MidjourneyTask.from_api(dict(url_or_task))
+        if not task.image_url:
+            raise MidjourneyValidationError(
+                f"Task {task.id or '?'} has no imageUrl (status {task.raw_status or task.status.value}); wait for it "
+                "to succeed first (describe and shorten tasks may have no image).",
+                mj_task_id=task.id or None,
+            )
+        if task_outcome(task) is not TaskOutcome.SUCCEEDED:
+            hook.log.warning("Task %s is %s; its imageUrl may be a preview.", task.id, task.raw_status)
+        url, mj_task_id = urljoin(base, task.image_url), task.id or None
+    elif isinstance(url_or_task, str) and url_or_task.strip():
+        url = urljoin(base, url_or_task.strip())
+    else:
+        raise MidjourneyValidationError("download_image needs an image URL or a task (MidjourneyTask or its dict).")
+    try:
+        inputs.validate_http_url(url, field="image URL")
+    except MidjourneyValidationError:
+        raise MidjourneyValidationError(f"The image URL {url[:80]!r} is not an http(s) URL.") from None
+    if split_grid:
+        imaging.require_pillow("split_grid=True")
+    return url, mj_task_id
+
+
+def _reported(hook: Any, saved: SavedImage | list[SavedImage]) -> SavedImage | list[SavedImage]:
+    """Report each saved image to the hook lineage, once, and log it."""
+    for one in saved if isinstance(saved, list) else [saved]:
+        report_lineage(hook, one)
+        hook.log.info("%s %d bytes of %s to %s.", "Saved" if one.written else "Kept the identical",
+                      one.size_bytes, one.media_type, one)
+    return saved
 
 
 def default_stem(url: str, mj_task_id: str | None) -> str:
@@ -204,13 +259,14 @@ def _head(chunks: Iterator[bytes]) -> bytes:
     return head
 
 
-def download(hook: Any, url: str, mj_task_id: str | None, destination: Any, *,
+def download(hook: Any, url_or_task: Any, destination: Any, *,
              split_grid: bool = False) -> SavedImage | list[SavedImage]:
-    """Stream ``url`` to ``destination`` with the hook's session and retry policy (blocking)."""
+    """Stream the image of ``url_or_task`` to ``destination`` with the hook's session and retry policy (blocking)."""
     import requests
 
     from airflow_provider_mj.hooks.transport import _requests_failure
 
+    url, mj_task_id = image_source(hook, url_or_task, split_grid)
     config = hook.config
     session = hook.get_conn()
     target = destination if isinstance(destination, Destination) else Destination(destination)
@@ -242,12 +298,12 @@ def download(hook: Any, url: str, mj_task_id: str | None, destination: Any, *,
         return receiver.finish()
 
     policy = retrying(config, is_submit=False, what="Image download", log=hook.log, sleep=hook._sleep)
-    return policy(get_once)
+    return _reported(hook, policy(get_once))
 
 
-async def adownload(hook: Any, url: str, mj_task_id: str | None, destination: Any, *,
+async def adownload(hook: Any, url_or_task: Any, destination: Any, *,
                     split_grid: bool = False) -> SavedImage | list[SavedImage]:
-    """Stream ``url`` to ``destination`` on the running event loop (the trigger's).
+    """:func:`download` on the running event loop (the trigger's).
 
     The network is read with the loop's shared aiohttp session; file and object-store writes,
     which block, run in a worker thread chunk by chunk, so the loop never waits on them.
@@ -256,6 +312,7 @@ async def adownload(hook: Any, url: str, mj_task_id: str | None, destination: An
 
     from airflow_provider_mj.hooks.transport import _aiohttp_failure
 
+    url, mj_task_id = image_source(hook, url_or_task, split_grid)
     config = await hook.aget_config()  # the hook's own, current connection (the shared session holds none)
     entry = await hook._aentry()
     target = destination if isinstance(destination, Destination) else await asyncio.to_thread(
@@ -298,4 +355,4 @@ async def adownload(hook: Any, url: str, mj_task_id: str | None, destination: An
 
     policy = retrying(config, is_submit=False, what="Image download", log=hook.log, sleep=hook._asleep,
                       is_async=True)
-    return await policy(get_once)
+    return _reported(hook, await policy(get_once))

@@ -12,7 +12,7 @@ API methods: submits, reads, waiting, buttons and downloads. What they stand on 
   failures are retried, and why a submit is retried only when the server cannot have taken it);
 * :mod:`~airflow_provider_mj.hooks.replies`: reading replies of both server dialects;
 * :mod:`~airflow_provider_mj.hooks.errors`: what a code means, and the error a user reads;
-* :mod:`~airflow_provider_mj.hooks.downloads`: streaming image downloads, sync and async;
+* :mod:`~airflow_provider_mj.hooks.downloads`: image downloads (which URL, streaming, sync and async);
 * :mod:`~airflow_provider_mj.hooks.storage`: atomic writes of downloaded images (:class:`SavedImage`).
 
 The names those modules export are importable from here as well, as they always were.
@@ -23,9 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict, Unpack
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
-from airflow_provider_mj import code21, imaging, inputs
+from airflow_provider_mj import code21, inputs
 from airflow_provider_mj.common import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_mj.exceptions import (
     MidjourneyButtonNotFoundError,
@@ -40,7 +40,7 @@ from airflow_provider_mj.hooks.connection import MidjourneyConnectionConfig, par
 from airflow_provider_mj.hooks.errors import RequestContext, uncertain_error
 from airflow_provider_mj.hooks.replies import TaskReading, interpret_response, parse_retry_after
 from airflow_provider_mj.hooks.retries import short_reason
-from airflow_provider_mj.hooks.storage import SavedImage, report_lineage
+from airflow_provider_mj.hooks.storage import SavedImage
 from airflow_provider_mj.hooks.transport import MidjourneyBaseHook, async_session_count
 from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, button_creates_task, task_outcome
 from airflow_provider_mj.visibility import TaskSighting
@@ -475,43 +475,6 @@ class MidjourneyHook(MidjourneyBaseHook):
 
     # -- downloads ----------------------------------------------------------------------------------
 
-    def _image_url(self, url_or_task: Any) -> tuple[str, str | None]:
-        if isinstance(url_or_task, MidjourneyTask):
-            task = url_or_task
-        elif isinstance(url_or_task, Mapping):
-            task = MidjourneyTask.from_api(dict(url_or_task))
-        elif isinstance(url_or_task, str) and url_or_task.strip():
-            url = url_or_task.strip()
-            return urljoin(self.config.base_url + "/", url), None
-        else:
-            raise MidjourneyValidationError("download_image needs an image URL or a task (MidjourneyTask or its dict).")
-        if not task.image_url:
-            raise MidjourneyValidationError(
-                f"Task {task.id or '?'} has no imageUrl (status {task.raw_status or task.status.value}); wait for it "
-                "to succeed first (describe and shorten tasks may have no image).",
-                mj_task_id=task.id or None,
-            )
-        if task_outcome(task) is not TaskOutcome.SUCCEEDED:
-            self.log.warning("Task %s is %s; its imageUrl may be a preview.", task.id, task.raw_status)
-        return urljoin(self.config.base_url + "/", task.image_url), task.id or None
-
-    def _download_plan(self, url_or_task: Any, split_grid: bool) -> tuple[str, str | None]:
-        url, mj_task_id = self._image_url(url_or_task)
-        try:
-            inputs.validate_http_url(url, field="image URL")
-        except MidjourneyValidationError:
-            raise MidjourneyValidationError(f"The image URL {url[:80]!r} is not an http(s) URL.") from None
-        if split_grid:
-            imaging.require_pillow("split_grid=True")  # before any request
-        return url, mj_task_id
-
-    def _saved(self, saved: SavedImage | list[SavedImage]) -> SavedImage | list[SavedImage]:
-        for one in saved if isinstance(saved, list) else [saved]:
-            report_lineage(self, one)
-            self.log.info("%s %d bytes of %s to %s.", "Saved" if one.written else "Kept the identical",
-                          one.size_bytes, one.media_type, one)
-        return saved
-
     def download_image(self, url_or_task: Any, destination: Any, *, split_grid: bool = False) -> Any:
         """Download a task's image to a local path or object storage: streamed, typed, atomic.
 
@@ -548,8 +511,7 @@ class MidjourneyHook(MidjourneyBaseHook):
             ``sha256``, ``media_type``, ``source_url``, ``mj_task_id`` and ``written``. With
             ``split_grid=True``, a list of four of them.
         """
-        url, mj_task_id = self._download_plan(url_or_task, split_grid)
-        return self._saved(downloads.download(self, url, mj_task_id, destination, split_grid=split_grid))
+        return downloads.download(self, url_or_task, destination, split_grid=split_grid)
 
     async def adownload_image(self, url_or_task: Any, destination: Any, *, split_grid: bool = False) -> Any:
         """:meth:`download_image` for code on an event loop (a trigger): same arguments, same result.
@@ -557,9 +519,7 @@ class MidjourneyHook(MidjourneyBaseHook):
         The network is read with the loop's shared aiohttp session; blocking writes (files,
         object stores) run in a worker thread, chunk by chunk.
         """
-        url, mj_task_id = self._download_plan(url_or_task, split_grid)
-        saved = await downloads.adownload(self, url, mj_task_id, destination, split_grid=split_grid)
-        return self._saved(saved)
+        return await downloads.adownload(self, url_or_task, destination, split_grid=split_grid)
 
 
 __all__ = [
