@@ -40,14 +40,14 @@ class MidjourneyError(AirflowException):
         *,
         code: int | None = None,
         http_status: int | None = None,
-        description: str | None = None,
+        description: str = "",
         mj_task_id: str | None = None,
         prompt: str | None = None,
         properties: dict[str, Any] | None = None,
     ) -> None:
         self.code = code
         self.http_status = http_status
-        self.description = description or ""
+        self.description = description
         self.mj_task_id = mj_task_id
         self.prompt = prompt
         self.properties = properties or {}
