@@ -30,6 +30,8 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Read before any test patches it (see no_settle); the module imports nothing of Airflow.
+from airflow_provider_mj.settle import SETTLE_SECONDS as SHIPPED_SETTLE_SECONDS  # noqa: E402
 FAST_JOB_SECONDS = 0.3
 
 
@@ -87,3 +89,27 @@ def run_dag(airflow_db):
         return dag.test(**kwargs)
 
     return _run
+
+
+
+@pytest.fixture(autouse=True)
+def no_settle(monkeypatch):
+    """In-process triggers fire without the settle time (:mod:`airflow_provider_mj.settle`).
+
+    The race the settle guards against needs a scheduler and an executor; ``dag.test()`` and a
+    trigger run on the test's own loop have neither, and up to 5 s more per deferral would more
+    than double the suite. Tests of the settle itself, and of the burst that meets it, ask for
+    :func:`real_settle`; the deployment tests' triggerers run it as shipped.
+    """
+    from airflow_provider_mj import settle
+
+    monkeypatch.setattr(settle, "SETTLE_SECONDS", 0.0)
+
+
+@pytest.fixture
+def real_settle(no_settle, monkeypatch):
+    """The settle time as shipped (undoes :func:`no_settle`); returns it in seconds."""
+    from airflow_provider_mj import settle
+
+    monkeypatch.setattr(settle, "SETTLE_SECONDS", SHIPPED_SETTLE_SECONDS)
+    return SHIPPED_SETTLE_SECONDS

@@ -31,6 +31,7 @@ from airflow_provider_mj.exceptions import (
     MidjourneyTimeoutError,
 )
 from airflow_provider_mj.models import MidjourneyTask, TaskOutcome, TaskStatus, task_outcome
+from airflow_provider_mj.settle import settle
 
 #: A trigger without a deadline still stops after this long (seconds): it never polls forever.
 DEFAULT_MAX_WAIT = 24 * 3600.0
@@ -97,7 +98,9 @@ class MidjourneyTaskTrigger(BaseTrigger):
     the triggerer's CPU. Transient errors (rate limit,
     5xx, connection) are retried by the hook with backoff, then on the next tick, without failing
     the task; errors retrying cannot fix end the wait with an ``error`` event. The trigger stops
-    at ``deadline`` at the latest, with a ``timeout`` event.
+    at ``deadline`` at the latest, with a ``timeout`` event. No event goes out sooner than
+    :data:`~airflow_provider_mj.settle.SETTLE_SECONDS` after ``deferred_at`` (a job found already
+    finished, as when a retry re-attaches to it, waits out the rest; see :mod:`airflow_provider_mj.settle`).
 
     :param mj_task_id: the Midjourney task to wait for.
     :param midjourney_conn_id: the Airflow connection of the Midjourney API.
@@ -116,12 +119,15 @@ class MidjourneyTaskTrigger(BaseTrigger):
     :param modal_ends_wait: end the wait with a ``modal`` event when the task is read in status
         MODAL (it would wait for input forever). The action operator sets it when a relay's code 1
         may hide a code 21, so that the triggerer, not a sleeping worker, looks for the modal.
+    :param deferred_at: epoch seconds at which the task deferred on this trigger. None (default):
+        now, which is right where a task builds the trigger to defer on it; the triggerer gets the
+        value back from :meth:`serialize`.
     """
 
     # A triggerer may hold thousands of these while they wait: no per-instance __dict__ beyond
     # BaseTrigger's own.
     __slots__ = ("mj_task_id", "midjourney_conn_id", "poll_interval", "deadline", "prompt", "coalesce",
-                 "visible_by", "progress_log_interval", "modal_ends_wait")
+                 "visible_by", "progress_log_interval", "modal_ends_wait", "deferred_at")
 
     def __init__(
         self,
@@ -134,6 +140,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         visible_by: float | None = None,
         progress_log_interval: float | None = None,
         modal_ends_wait: bool = False,
+        deferred_at: float | None = None,
     ) -> None:
         super().__init__()
         self.mj_task_id = str(mj_task_id)
@@ -145,6 +152,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
         self.visible_by = float(visible_by) if visible_by is not None else None
         self.progress_log_interval = float(progress_log_interval) if progress_log_interval is not None else None
         self.modal_ends_wait = bool(modal_ends_wait)
+        self.deferred_at = float(deferred_at) if deferred_at is not None else time.time()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -159,6 +167,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
                 "visible_by": self.visible_by,
                 "progress_log_interval": self.progress_log_interval,
                 "modal_ends_wait": self.modal_ends_wait,
+                "deferred_at": self.deferred_at,
             },
         )
 
@@ -186,6 +195,7 @@ class MidjourneyTaskTrigger(BaseTrigger):
             self.log.exception("Waiting for Midjourney task %s failed", self.mj_task_id)
             event = self._event(EVENT_ERROR, f"Waiting for Midjourney task {self.mj_task_id} failed: {err}",
                                 error=err)
+        await settle(self.deferred_at, self.log)
         yield event
 
     async def _wait(self) -> TriggerEvent:
