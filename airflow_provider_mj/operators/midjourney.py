@@ -22,7 +22,7 @@ from airflow_provider_mj.exceptions import MidjourneyModalRequiredError, Midjour
 from airflow_provider_mj.inputs import as_mj_task_id
 from airflow_provider_mj.lazy_hook import MidjourneyHookMixin
 from airflow_provider_mj.lineage import MidjourneyLineageMixin
-from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, task_outcome
+from airflow_provider_mj.models import MidjourneyTask, SubmitResult, TaskOutcome, TaskStatus, task_outcome
 from airflow_provider_mj.operators.base import (
     BaseMidjourneyNewJobOperator,
     BaseMidjourneySubmitOperator,
@@ -206,18 +206,10 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneyTrackedOperator):
             self._parent_id, custom_id, enable_remix=self.enable_remix,
             choose_same_channel=self.choose_same_channel, state=self.state, notify_hook=self.notify_hook,
         )
-        if code21.may_hide_modal(result, custom_id, self.enable_remix):
-            if self.deferrable and self.wait_for_completion:
-                # No worker sleeps to look: the trigger's polls tell a MODAL task from a running job.
-                self.modal_may_be_hidden = True
-            elif code21.waits_in_modal(
-                self.hook.fetch_task, result.mj_task_id,
-                within=min(self.MODAL_PROBE_SECONDS, self.timeout or self.MODAL_PROBE_SECONDS),
-                poll_interval=self.poll_interval,
-            ):
-                self.log.info("Midjourney answered code %s, but task %s waits in MODAL (a relay rewrote code 21).",
-                              result.code, result.mj_task_id)
-                result = code21.as_modal(result)
+        if code21.may_hide_modal(result, custom_id, self.enable_remix) and self._waits_in_modal(result.mj_task_id):
+            self.log.info("Midjourney answered code %s, but task %s waits in MODAL (a relay rewrote code 21).",
+                          result.code, result.mj_task_id)
+            result = code21.as_modal(result)
         if not result.needs_modal:  # a code 21 always names its MODAL task (the hook sees to it)
             return result
         # The MODAL task exists and is billed once completed: publish and remember it first.
@@ -228,8 +220,27 @@ class MidjourneyActionOperator(ImageSavingMixin, BaseMidjourneyTrackedOperator):
         self.log.info("Midjourney task %s waits in MODAL (a relay rewrote code 21).", task.id)
         return self.resume(context, task)
 
+    def _waits_in_modal(self, mj_task_id: str) -> bool:
+        """Whether a task whose status says nothing yet waits in MODAL, without blocking a
+        deferrable task: there the trigger's polls tell MODAL from a running job (and end the wait
+        on MODAL: ``execute_complete`` then sends the input); a blocking task looks, for a bounded time.
+        """
+        if self.deferrable and self.wait_for_completion:
+            self.modal_may_be_hidden = True
+            return False
+        return code21.waits_in_modal(
+            self.hook.fetch_task, mj_task_id,
+            within=min(self.MODAL_PROBE_SECONDS, self.timeout or self.MODAL_PROBE_SECONDS),
+            poll_interval=self.poll_interval,
+        )
+
     def resume(self, context: Context, task: MidjourneyTask) -> str:
-        if task.raw_status.upper() != "MODAL":
+        # The remembered job may be the MODAL task whose input was never sent (the try died, or
+        # the modal submit was refused and is being tried again). A job not visible yet, or not
+        # started, may still be that MODAL task: look before waiting on it, as after a submit.
+        if task.raw_status.upper() != "MODAL" and not (
+            task.status in (TaskStatus.NOT_START, TaskStatus.UNKNOWN) and self._waits_in_modal(task.id)
+        ):
             return task.id
         mj_task_id = self._complete_modal(task.id).mj_task_id
         self.accepted(context, mj_task_id)

@@ -25,7 +25,7 @@ class Profile:
 
 #: Profiles used only by the scenarios that name them (not by the full matrix).
 SPECIAL = {"relay_not_found_after_submit", "proxy_not_found_after_submit", "proxy_existed_21",
-           "all_quirks_invisible_at_first"}
+           "all_quirks_invisible_at_first", "proxy_modal_refused", "relay_modal_refused"}
 
 PROFILES: dict[str, Profile] = {
     "proxy": Profile(Quirks(queue_codes=True)),
@@ -54,6 +54,9 @@ PROFILES: dict[str, Profile] = {
     "relay_not_found_after_submit": Profile(Quirks(dialect="relay", not_found_polls=2)),
     "proxy_not_found_after_submit": Profile(Quirks(proxy_unknown="204", not_found_polls=2)),
     "proxy_existed_21": Profile(Quirks(existed_21=True)),
+    # The modal submit after a code 21 is refused (429) while the MODAL task is not visible yet.
+    "proxy_modal_refused": Profile(Quirks(not_found_polls=2, refuse_modal_submits=1)),
+    "relay_modal_refused": Profile(Quirks(dialect="relay", not_found_polls=2, refuse_modal_submits=1)),
     "all_quirks": Profile(replace(RELAY_ALL_QUIRKS, expect_speed="relax", throttle_every=7), extra={"speed_mode": "relax"},
                           host_form="host/mj"),
 }

@@ -87,6 +87,9 @@ class Quirks:
     throttle_every: int = 0
     #: relay only: every Nth submit is refused with HTTP 503 (no upstream channel available).
     unavailable_every: int = 0
+    #: the first N ``/mj/submit/modal`` calls are refused with HTTP 429 (a rate limiter that happens
+    #: to hit the modal submit, the step after a code 21: what ``throttle_every`` does by chance).
+    refuse_modal_submits: int = 0
     #: NOT FROM PROTOCOL.md (a careless server): the key the request presented is echoed into every
     #: free-text field of the reply: description, failReason, promptEn, bannedWord, finalPrompt.
     echo_key: bool = False

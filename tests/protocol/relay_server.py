@@ -274,6 +274,13 @@ class Relay:
         if self.q.throttle_every and seen % self.q.throttle_every == 0:
             self._count("refused", "429")
             return web.Response(status=429)
+        if route == "submit/modal" and self.q.refuse_modal_submits:
+            with self.lock:
+                self._modal_refusals = getattr(self, "_modal_refusals", 0) + 1
+                refuse = self._modal_refusals <= self.q.refuse_modal_submits
+            if refuse:
+                self._count("refused", "429 modal")
+                return web.Response(status=429)
         if (self.q.unavailable_every and route.startswith("submit/") and request.method == "POST"
                 and seen_submits % self.q.unavailable_every == 0):
             self._count("refused", "503")

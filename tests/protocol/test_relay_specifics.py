@@ -58,6 +58,38 @@ def test_remix_without_modal_input_fails_fast_in_both_dialects(request, relay, r
     assert relay.counters()["submits"] == {"imagine": 1, "action": 1}
 
 
+# -- the modal submit refused, its MODAL task not visible yet ------------------------------------
+
+
+@pytest.mark.parametrize(("relay_profile", "button", "deferrable"), [
+    ("proxy_modal_refused", "Custom Zoom", False), ("proxy_modal_refused", "Custom Zoom", True),
+    ("relay_modal_refused", "V3", False), ("relay_modal_refused", "V3", True),
+], indirect=["relay_profile"])
+def test_a_refused_modal_submit_is_sent_again_not_waited_on(request, relay, run_dag, button, deferrable):
+    """A code 21 (or a relay's code 1 hiding it) is remembered, then the modal submit is refused (429).
+    Waiting for room and trying again re-attaches to the remembered MODAL task, which the server does
+    not show yet: the operator must still send the modal input, not wait on a task that waits for it
+    (seen in CI: the task timed out "still MODAL 0%")."""
+    with make_dag(unique_dag_id(request)) as dag:
+        parent = MidjourneyImagineOperator(task_id="imagine", prompt="a base for a zoom", **FAST)
+        if button == "Custom Zoom":  # a button of an upscaled image
+            parent = parent >> MidjourneyActionOperator(task_id="upscale", mj_task_id=parent.output, button="U2",
+                                                        **FAST)
+        parent >> MidjourneyActionOperator(task_id="modal", mj_task_id=parent.output, button=button,
+                                           enable_remix=button == "V3", modal_prompt="a wider view --zoom 2",
+                                           deferrable=deferrable, **FAST)
+    dr = run_dag(dag)
+
+    assert set(states(dr).values()) == {"success"}, states(dr)
+    finished = xcom_value(dr, "modal")
+    assert finished["status"] == "SUCCESS" and finished["prompt"] == "a wider view --zoom 2"
+    counters = relay.counters()
+    assert counters["refused"] == {"429 modal": 1}
+    # One job each; the modal was accepted once, after the one refusal.
+    actions = 2 if button == "Custom Zoom" else 1
+    assert counters["submits"] == {"imagine": 1, "action": actions, "modal": 1}
+
+
 # -- a just-submitted job that reads as "not found" for a poll or two ---------------------------
 # (the lead's "not found right after submit" grace period covers these: see the report)
 
