@@ -14,13 +14,16 @@ running set. In a loaded deployment 10 of 30 and 4 of 100 deferred tasks failed 
 (benchmarks/README.md).
 
 The window is the time from the deferral until the scheduler has read the deferring run's
-result: the worker run winding down and handing its result back (about a second), plus one
-scheduler loop (``scheduler_idle_sleep_time``, 1 s by default, longer under load). So no trigger
-event goes out before :data:`SETTLE_SECONDS` have passed since the deferral: the trigger does its
-work meanwhile (a room trigger keeps its place in line and may claim room; a task trigger polls),
+result. Measured in a LocalExecutor deployment (``benchmarks/backpressure_burst.py``): the task
+process is done within a fraction of a second, but its supervisor may notice the exit only at
+its next wake-up, up to ``[workers] min_heartbeat_interval`` (5 s by default) later, and then
+the executor's result waits for the next scheduler loop (``scheduler_idle_sleep_time``, 1 s by
+default, longer under load): 5.9 s in the one case a 5 s settle let through. So no trigger event
+goes out before :data:`SETTLE_SECONDS` have passed since the deferral: the trigger does its work
+meanwhile (a room trigger keeps its place in line and may claim room; a task trigger polls),
 only the event waits. A trigger that fires later than that never waits at all, so the usual
-case (a job that runs for tens of seconds) costs nothing. A scheduler slower than the window
-can still lose the race; the settle narrows it, it cannot close it from a trigger.
+case (a job that runs for tens of seconds) costs nothing. A scheduler lagging more than that can
+still lose the race; the settle narrows it, it cannot close it from a trigger.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from typing import Any
 
 #: Seconds after its task deferred before a trigger of this provider may fire its event.
-SETTLE_SECONDS = 5.0
+SETTLE_SECONDS = 10.0
 
 
 async def settle(deferred_at: float, log: Any = None) -> float:

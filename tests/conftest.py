@@ -97,7 +97,7 @@ def no_settle(monkeypatch):
     """In-process triggers fire without the settle time (:mod:`airflow_provider_mj.settle`).
 
     The race the settle guards against needs a scheduler and an executor; ``dag.test()`` and a
-    trigger run on the test's own loop have neither, and up to 5 s more per deferral would more
+    trigger run on the test's own loop have neither, and up to 10 s more per deferral would more
     than double the suite. Tests of the settle itself, and of the burst that meets it, ask for
     :func:`real_settle`; the deployment tests' triggerers run it as shipped.
     """
