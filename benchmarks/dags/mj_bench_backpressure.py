@@ -7,9 +7,18 @@ Not an example for users. One DAG per mode and size (``MJ_BENCH_SIZES``):
   a refusal ``max_retries`` times in the worker, sleeping between tries, then the task fails).
 
 Both record what a worker slot spent on the account's refusals, one JSON line per event in
-``MJ_BENCH_RECORD``: every ``submit()`` call with its duration (the baseline's in-worker retries
-sleep inside it), and every worker run that ended deferring on the room trigger, from the task
-process's start to the deferral.
+``MJ_BENCH_RECORD``:
+
+* ``submit``: every ``submit()`` call with its duration (the baseline's in-worker retries sleep
+  inside it);
+* ``retry_wait``: the part of a ``submit()`` call after its first in-worker retry began (the first
+  refused try returned) until the call returned, accepted or failed: the baseline's wait for room;
+* ``room_run``: every worker run that ended deferring on the room trigger, from the task process's
+  start to the deferral (start-up and DAG parse included);
+* ``room_wait``: in such a run, from the refusal (the ``refused_at`` the trigger carries) to the
+  deferral: the room mode's wait for room in a worker slot;
+* ``resume_run``: every run of ``execute_after_room`` (a run only a refusal causes), from the task
+  process's start to its end, less its own ``room_wait``: the cost of resuming.
 """
 
 from __future__ import annotations
@@ -42,28 +51,49 @@ class MeasuredImagine(MidjourneyImagineOperator):
     """The provider's imagine, timing its submits and its worker runs spent only on a refusal."""
 
     def submit(self, context):
+        hook = self.hook
+        real_sleep = hook._sleep  # the hook's waits between tries (the only ones here: refusals)
+        first_retry: list[float] = []
+
+        def sleep(seconds):
+            if not first_retry:
+                first_retry.append(time.time())
+            real_sleep(seconds)
+
+        hook._sleep = sleep
         started = time.time()
         try:
             return super().submit(context)
         finally:
-            _record(context, "submit", time.time() - started)
+            hook._sleep = real_sleep
+            ended = time.time()
+            _record(context, "submit", ended - started)
+            if first_retry:
+                _record(context, "retry_wait", ended - first_retry[0])
 
-    def _measured(self, run, context, *args):
+    def _measured(self, run, context, *args, resumed: bool = False):
         import psutil
 
         started = psutil.Process().create_time()  # the task process: the worker run began then
+        room_wait = 0.0
         try:
             return run(context, *args)
         except TaskDeferred as deferred:
             if deferred.method_name == "execute_after_room":
-                _record(context, "room_run", time.time() - started)
+                now = time.time()
+                room_wait = now - float(deferred.trigger.wait["refused_at"])
+                _record(context, "room_run", now - started)
+                _record(context, "room_wait", room_wait)
             raise
+        finally:
+            if resumed:
+                _record(context, "resume_run", time.time() - started - room_wait)
 
     def execute(self, context):
         return self._measured(super().execute, context)
 
     def execute_after_room(self, context, event=None):
-        return self._measured(super().execute_after_room, context, event)
+        return self._measured(super().execute_after_room, context, event, resumed=True)
 
 
 class BaselineImagine(MeasuredImagine):
