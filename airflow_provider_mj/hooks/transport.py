@@ -38,7 +38,9 @@ from airflow_provider_mj.exceptions import (
     MidjourneyConnectionError,
     MidjourneyError,
 )
-from airflow_provider_mj.hooks.deadlines import WholeRequestTimeout, client_timeout, read_body_within, request_budget
+from airflow_provider_mj.hooks.deadlines import (
+    WholeRequestTimeout, client_timeout, request_budget, send_within, watched_adapter,
+)
 from airflow_provider_mj.hooks.connection import (
     USER_AGENT,
     MidjourneyConnectionConfig,
@@ -324,6 +326,8 @@ class MidjourneyBaseHook(BaseHook):
         if self._session is None:
             self.config  # noqa: B018 - resolve the connection (and its errors) first
             session = CredentialSafeSession()  # credentials never follow a redirect off the origin
+            for prefix in ("http://", "https://"):  # no request outlives its budget (hooks/deadlines.py)
+                session.mount(prefix, watched_adapter())
             session.headers.update({"User-Agent": USER_AGENT})
             self._session = session
         return self._session
@@ -394,12 +398,10 @@ class MidjourneyBaseHook(BaseHook):
             budget = request_budget(config.timeout, request.deadline)
             ends_at = time.monotonic() + budget
             try:
-                response = session.request(
-                    request.method, url, json=request.json_body, headers=config.headers(), timeout=(budget, budget),
-                    allow_redirects=follows_redirects(request.method), stream=True,
+                status, headers, body = send_within(
+                    session, ends_at, request.method, url, json=request.json_body, headers=config.headers(),
+                    timeout=(budget, budget), allow_redirects=follows_redirects(request.method),
                 )
-                status, headers = response.status_code, response.headers
-                body = read_body_within(response, ends_at)
             except WholeRequestTimeout as err:
                 raise _connection_error(ctx, err, sent=True, timed_out=True) from None
             except Exception as err:

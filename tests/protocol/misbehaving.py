@@ -27,13 +27,19 @@ TASK_ID = "1320098173412546"
 class TrickleServer:
     """Every request is answered 200 with ``body``, one byte per ``interval`` seconds.
 
+    With ``trickle_head`` the status line and headers come one byte at a time too (a client that
+    bounds only the body would still wait for them).
+
     ``requests`` counts the requests seen; ``hangups`` lists, per reply the client abandoned, how
     many bytes it had been sent by then (a client that gives up early hung up after a few bytes).
     The trickle of one reply never lasts more than ``max_seconds`` (a bounded test server).
     """
 
-    def __init__(self, body: Any, *, interval: float = 1.0, max_seconds: float = 20.0) -> None:
+    def __init__(self, body: Any, *, interval: float = 1.0, max_seconds: float = 20.0,
+                 trickle_head: bool = False) -> None:
         self.payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(self.payload)}"
+                     "\r\nConnection: close\r\n\r\n").encode() if trickle_head else b""
         self.interval = interval
         self.max_seconds = max_seconds
         self.requests = 0
@@ -48,18 +54,20 @@ class TrickleServer:
                 if length:
                     self.rfile.read(length)
                 server.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(server.payload)))
-                self.end_headers()
-                self.wfile.flush()
+                if not server.head:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(server.payload)))
+                    self.end_headers()
+                    self.wfile.flush()
+                data = server.head + server.payload
                 started = time.monotonic()
                 sent = 0
                 try:
-                    for i in range(len(server.payload)):
+                    for i in range(len(data)):
                         if time.monotonic() - started > server.max_seconds:
                             break
-                        self.wfile.write(server.payload[i:i + 1])
+                        self.wfile.write(data[i:i + 1])
                         self.wfile.flush()
                         sent += 1
                         time.sleep(server.interval)

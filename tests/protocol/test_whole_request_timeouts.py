@@ -1,8 +1,8 @@
 """The connection's timeout bounds a whole request, not one read; waits end by their deadline.
 
-The server answers at once but sends its body one byte every 50 ms: no single read ever waits
-long enough for a read timeout, and the full reply would take about 30 s. Each request must be
-cut when its budget is spent. What shows it is the server's own view: the client hung up after
+The server answers at once but sends its body one byte every 50 ms (or, ``head``, its status
+line and headers too): no single read ever waits long enough for a read timeout, and the full
+reply would take about 30 s. Each request must be cut when its budget is spent. What shows it is the server's own view: the client hung up after
 a few bytes of the reply, not at its end (no wall-clock assertion on the client side).
 """
 
@@ -36,11 +36,16 @@ def hung_up_early(server, requests: int = 1) -> None:
         time.sleep(0.05)
     assert server.requests == requests and len(server.hangups) == requests, (server.requests, server.hangups)
     assert max(server.hangups) < len(server.payload) / 2, (server.hangups, len(server.payload))
+    if server.head:  # cut while the headers were still arriving
+        assert max(server.hangups) < len(server.head), (server.hangups, len(server.head))
 
 
-@pytest.fixture
-def slow_task(trickle, monkeypatch):  # noqa: F811
-    server = trickle(TASK, interval=INTERVAL)
+HEAD = pytest.mark.parametrize("trickle_head", [False, True], ids=["body", "head"])
+
+
+@pytest.fixture(params=[False, True], ids=["body", "head"])
+def slow_task(request, trickle, monkeypatch):  # noqa: F811
+    server = trickle(TASK, interval=INTERVAL, trickle_head=request.param)
     monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(server.base_url, "k", timeout=1,
                                                                           max_retries=0))
     return server
@@ -52,8 +57,9 @@ def test_a_trickled_fetch_is_cut_at_the_connection_timeout(slow_task):
     hung_up_early(slow_task)
 
 
-def test_a_trickled_submit_is_cut_and_reported_uncertain_not_resent(trickle, monkeypatch):  # noqa: F811
-    server = trickle(SUBMITTED, interval=INTERVAL)
+@HEAD
+def test_a_trickled_submit_is_cut_and_reported_uncertain_not_resent(trickle, monkeypatch, trickle_head):  # noqa: F811
+    server = trickle(SUBMITTED, interval=INTERVAL, trickle_head=trickle_head)
     monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(server.base_url, "k", timeout=1,
                                                                           max_retries=3))
     with pytest.raises(MidjourneySubmitUncertainError, match="no reply came before the timeout"):
@@ -68,8 +74,10 @@ async def test_a_trickled_async_fetch_is_cut_at_the_connection_timeout(slow_task
     await asyncio.to_thread(hung_up_early, slow_task)
 
 
-def test_a_blocking_wait_ends_by_its_deadline_though_the_timeout_is_longer(trickle, monkeypatch):  # noqa: F811
-    server = trickle(TASK, interval=INTERVAL)
+@HEAD
+def test_a_blocking_wait_ends_by_its_deadline_though_the_timeout_is_longer(trickle, monkeypatch,  # noqa: F811
+                                                                          trickle_head):
+    server = trickle(TASK, interval=INTERVAL, trickle_head=trickle_head)
     monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT", connection_json(server.base_url, "k", timeout=60,
                                                                           max_retries=5))
     with pytest.raises(MidjourneyTimeoutError, match="did not finish before the deadline"):
