@@ -36,6 +36,19 @@ from typing import Any
 SETTLE_SECONDS = 10.0
 
 
+def without_executor() -> bool:
+    """Whether this trigger runs in ``dag.test()`` / ``airflow dags test``: Airflow's in-process
+    supervisor runs the task and then its trigger in one process, with no executor and no
+    scheduler reading executor events, so there is no race to settle (and ``make demo``, which
+    runs ``dags test``, would wait 10 s per deferral for nothing)."""
+    import sys
+
+    supervisor = sys.modules.get("airflow.sdk.execution_time.supervisor")
+    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    in_process = getattr(supervisor, "InProcessSupervisorComms", None)
+    return in_process is not None and isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), in_process)
+
+
 async def settle(deferred_at: float, log: Any = None) -> float:
     """Sleep until :data:`SETTLE_SECONDS` after ``deferred_at`` (epoch seconds); return the seconds slept.
 
@@ -43,7 +56,7 @@ async def settle(deferred_at: float, log: Any = None) -> float:
     :param log: a logger to tell why the event waits, if it does.
     """
     delay = deferred_at + SETTLE_SECONDS - time.time()
-    if delay <= 0:
+    if delay <= 0 or without_executor():
         return 0.0
     if log is not None:
         log.info("Holding the event %.1f s: the task deferred %.1f s ago, and Airflow's scheduler may not have "

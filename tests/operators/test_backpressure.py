@@ -40,10 +40,11 @@ class AfterAnotherTeam(MidjourneyImagineOperator):
 
 
 @pytest.fixture
-def small_account(emulator, monkeypatch, real_settle):
+def small_account(emulator, monkeypatch):
     """2 running slots and 1 queued place; max_retries=0, so only the wait for room can succeed.
 
-    The triggers keep the settle time as shipped: a burst must get through it."""
+    (``dag.test()`` runs the triggers without the settle time, which only a real executor needs:
+    the deployment tests' burst meets it.)"""
     emulator.configure(concurrency=2, queue_limit=1, job_seconds=1.5)
     monkeypatch.setenv("AIRFLOW_CONN_MIDJOURNEY_DEFAULT",
                        connection_json(emulator.base_url, max_retries=0, retry_min_wait=0.1, retry_max_wait=0.4))

@@ -97,3 +97,21 @@ def test_a_task_trigger_that_finds_its_job_finished_waits_out_the_settle_from_it
     assert event.payload["status"] == "success"
     assert time.time() - started < real_settle, "a task that deferred long ago waits nothing more"
     assert "Holding the event" not in capfd.readouterr().out
+
+
+def test_dag_test_runs_its_triggers_without_the_settle(request, mj_connection, run_dag, real_settle, monkeypatch,
+                                                       capfd):
+    """``dag.test()`` and ``airflow dags test`` (what ``make demo`` runs) have no executor, so no race
+    to settle: a job that finishes at once resumes its task at once, though the settle is as shipped."""
+    from airflow_provider_mj.operators import MidjourneyImagineOperator
+    from tests.helpers import make_dag, record_inline_triggers, task_instances, unique_dag_id
+
+    triggers = record_inline_triggers(monkeypatch)
+    with make_dag(unique_dag_id(request)) as dag:
+        MidjourneyImagineOperator(task_id="imagine", prompt="a quick harbour", deferrable=True, poll_interval=0.1,
+                                  timeout=60)
+    dr = run_dag(dag)
+
+    assert {k: ti.state for k, ti in task_instances(dr).items()} == {"imagine": "success"}
+    assert triggers == ["MidjourneyTaskTrigger"]  # it did defer, and its trigger ran in-process
+    assert "Holding the event" not in capfd.readouterr().out
