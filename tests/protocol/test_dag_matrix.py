@@ -92,7 +92,10 @@ def test_full_dag(request, relay, run_dag, monkeypatch, deferrable):
     assert counters["submits"] == {"imagine": 2, "action": 7, "describe": 1, "shorten": 1, "modal": 2,
                                    "bookmark": 1}
     if deferrable:  # every submit that waits defers; the sensor only if its first poke saw it running
-        assert triggers.count("MidjourneyTaskTrigger") in (10, 11)
+        # One more for a modal submit refused and retried: the retry re-attaches to the MODAL task
+        # while the relay does not show it yet, so its trigger ends on MODAL and the input is sent.
+        room_waits = triggers.count("MidjourneyRoomTrigger")
+        assert 10 <= triggers.count("MidjourneyTaskTrigger") <= 11 + room_waits
         assert set(triggers) <= {"MidjourneyTaskTrigger", "MidjourneyRoomTrigger"}
         # A submit the relay refused (429, 503) waits for room on the triggerer: never more room
         # waits than refusals, and none at all from a relay that refused nothing.
