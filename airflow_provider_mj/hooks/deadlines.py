@@ -56,18 +56,17 @@ class _Watch:
     def __init__(self) -> None:
         self.conn: object | None = None
         self.cut = False
-        self._lock = threading.Lock()
 
     def expire(self) -> None:
-        with self._lock:
-            sock = getattr(self.conn, "sock", None)
-            if sock is None:  # still connecting: the connect timeout (capped by the budget) ends it
-                return
-            self.cut = True
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # a blocked recv returns at once
-            except OSError:
-                pass
+        """Run once, by the timer's thread, when the budget is spent."""
+        sock = getattr(self.conn, "sock", None)
+        if sock is None:  # still connecting: the connect timeout (capped by the budget) ends it
+            return
+        self.cut = True
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # a blocked recv returns at once
+        except OSError:
+            pass
 
 
 #: The watch of the request this thread is sending (read by the watched connections).
